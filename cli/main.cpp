@@ -1,0 +1,71 @@
+// preforkd's command line: run the master, test a config (-t), signal a running
+// master (-s), or — when the master spawns us with --worker — run as a worker.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "common/config.hpp"
+#include "master/control.hpp"
+#include "master/master.hpp"
+#include "worker/worker.hpp"
+
+#ifndef PREFORKD_VERSION
+#define PREFORKD_VERSION "0.0.0"
+#endif
+
+namespace {
+
+constexpr int kWorkerIpcFd = 3;  // where WorkerProcess puts the IPC pipe
+
+int load(const std::string& path, preforkd::Config* config, std::string* text) {
+  try {
+    *text = preforkd::read_config_text(path);
+    *config = preforkd::parse_config(*text, path);
+    return 0;
+  } catch (const preforkd::ConfigError& e) {
+    std::fprintf(stderr, "preforkd: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"preforkd: a pre-fork multi-process server with zero-downtime reloads"};
+  app.set_version_flag("-v,--version", "preforkd " PREFORKD_VERSION);
+  std::string config_path = PREFORKD_DEFAULT_CONFIG;
+  std::string action;
+  bool test_only = false;
+  app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+  app.add_flag("-t,--test", test_only, "test the configuration and exit (0 if valid)");
+  app.add_option("-s,--signal", action, "send a signal to the running master: stop, quit, reload, reopen")
+      ->check(CLI::IsMember({"stop", "quit", "reload", "reopen"}));
+
+  // Internal: how the master starts workers. Hidden from --help.
+  bool worker = false;
+  int slot = -1;
+  unsigned generation = 0;
+  int master_pid = 0;
+  app.add_flag("--worker", worker)->group("");
+  app.add_option("--slot", slot)->group("");
+  app.add_option("--generation", generation)->group("");
+  app.add_option("--master-pid", master_pid)->group("");
+  CLI11_PARSE(app, argc, argv);
+
+  if (worker) return preforkd::run_worker(kWorkerIpcFd, master_pid);
+
+  preforkd::Config config;
+  std::string text;
+  if (load(config_path, &config, &text) != 0) {
+    if (test_only) std::fprintf(stderr, "preforkd: configuration file %s test failed\n", config_path.c_str());
+    return 1;
+  }
+  if (test_only) {
+    std::fprintf(stderr, "preforkd: the configuration file %s syntax is ok\n", config_path.c_str());
+    std::fprintf(stderr, "preforkd: configuration file %s test is successful\n", config_path.c_str());
+    return 0;
+  }
+  if (!action.empty()) return preforkd::send_control(action, config.pid_file);
+  return preforkd::run_master(config, text);
+}

@@ -1,0 +1,347 @@
+#include "common/config.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <toml++/toml.h>
+
+namespace preforkd {
+
+std::string_view protocol_name(Protocol p) {
+  switch (p) {
+    case Protocol::http: return "http";
+    case Protocol::tcp_echo: return "tcp-echo";
+    case Protocol::udp_echo: return "udp-echo";
+  }
+  return "unknown";
+}
+
+std::string read_config_text(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      // Opening a directory succeeds; reading it is where EISDIR shows up.
+      const int saved = errno;
+      ::close(fd);
+      throw ConfigError(path + ": cannot read: " + std::strerror(saved));
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+Config load_config_file(const std::string& path) {
+  return parse_config(read_config_text(path), path);
+}
+
+namespace {
+
+constexpr int kMaxWorkers = 1024;
+constexpr double kMaxGracefulTimeout = 3600.0;
+constexpr std::string_view kDefaultPidFile = "/run/preforkd.pid";
+
+std::string key_path(std::string_view prefix, std::string_view key) {
+  if (prefix.empty()) return std::string(key);
+  return std::string(prefix) + "." + std::string(key);
+}
+
+std::string listener_path(size_t index) { return "listen[" + std::to_string(index + 1) + "]"; }
+
+bool same_transport(Protocol a, Protocol b) { return is_datagram(a) == is_datagram(b); }
+
+int online_cpus() {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) return 1;
+  return n > kMaxWorkers ? kMaxWorkers : static_cast<int>(n);
+}
+
+// Directory that relative paths in the file are taken against, made absolute now
+// because the master may chdir("/") before workers look at these paths.
+std::string base_directory(const std::string& source_path) {
+  const auto slash = source_path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : source_path.substr(0, slash);
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir.empty()) dir = "/";  // "/preforkd.toml"
+  if (dir.front() == '/') return dir;
+  std::unique_ptr<char, decltype(&std::free)> cwd(getcwd(nullptr, 0), &std::free);
+  if (!cwd) return {};
+  const std::string base(cwd.get());
+  if (dir == ".") return base;
+  return (base == "/" ? "" : base) + "/" + dir;
+}
+
+// Validates one parsed document. Every check throws at the first problem so the
+// operator sees exactly one precise message, as from a compiler.
+class Loader {
+ public:
+  explicit Loader(const std::string& source_path) : source_path_(source_path) {}
+
+  Config load(const toml::table& root) {
+    Config config;
+    config.source_path = source_path_;
+    reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "log", "listen"});
+    if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
+    config.pid_file = std::string(kDefaultPidFile);
+    if (const toml::node* n = root.get("pid_file")) {
+      config.pid_file = resolve(*n, "pid_file", non_empty_string(*n, "pid_file"));
+    }
+    if (const toml::node* n = root.get("graceful_timeout")) {
+      config.graceful_timeout_s = graceful_timeout_seconds(*n);
+    }
+    if (const toml::node* n = root.get("log")) config.log = log_settings(*n);
+    config.listeners = listeners(root);
+    return config;
+  }
+
+ private:
+  [[noreturn]] void fail(const toml::source_region& at, std::string_view key,
+                         std::string_view message) const {
+    throw ConfigError(source_path_ + ":" + std::to_string(at.begin.line) + ":" +
+                      std::to_string(at.begin.column) + ": " + std::string(key) + ": " +
+                      std::string(message));
+  }
+
+  void reject_unknown_keys(const toml::table& table, std::string_view prefix,
+                           std::initializer_list<std::string_view> known) const {
+    // Tables iterate in key order; report the unknown key that comes first in the
+    // file, at the key itself, since that is the text the operator has to fix.
+    const toml::key* first = nullptr;
+    for (auto&& [key, value] : table) {
+      bool ok = false;
+      for (std::string_view k : known) ok = ok || key.str() == k;
+      if (!ok && (first == nullptr || key.source().begin < first->source().begin)) first = &key;
+    }
+    if (first != nullptr) fail(first->source(), key_path(prefix, first->str()), "unknown key");
+  }
+
+  const std::string& expect_string(const toml::node& node, std::string_view key) const {
+    if (const auto* s = node.as_string()) return s->get();
+    fail(node.source(), key, "expected string");
+  }
+
+  const std::string& non_empty_string(const toml::node& node, std::string_view key) const {
+    const std::string& s = expect_string(node, key);
+    if (s.empty()) fail(node.source(), key, "must not be empty");
+    return s;
+  }
+
+  std::int64_t expect_integer(const toml::node& node, std::string_view key, std::int64_t min,
+                       std::int64_t max) const {
+    const auto* i = node.as_integer();
+    if (i == nullptr) fail(node.source(), key, "expected integer");
+    if (i->get() < min || i->get() > max) {
+      fail(node.source(), key,
+           "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    return i->get();
+  }
+
+  const toml::table& expect_table(const toml::node& node, std::string_view key) const {
+    if (const auto* t = node.as_table()) return *t;
+    fail(node.source(), key, "expected table");
+  }
+
+  // Relative paths name files next to the config, wherever the server was started.
+  std::string resolve(const toml::node& node, std::string_view key, std::string_view path) {
+    if (path.front() == '/') return std::string(path);
+    if (base_dir_.empty()) base_dir_ = base_directory(source_path_);
+    if (base_dir_.empty()) {
+      fail(node.source(), key,
+           std::string("cannot resolve relative path: getcwd: ") + std::strerror(errno));
+    }
+    while (path.starts_with("./")) path.remove_prefix(2);
+    return (base_dir_ == "/" ? "" : base_dir_) + "/" + std::string(path);
+  }
+
+  int worker_count(const toml::node& node) const {
+    if (const auto* s = node.as_string(); s != nullptr && s->get() == "auto") return online_cpus();
+    if (node.is_integer()) return static_cast<int>(expect_integer(node, "workers", 1, kMaxWorkers));
+    fail(node.source(), "workers", "expected integer or \"auto\"");
+  }
+
+  double graceful_timeout_seconds(const toml::node& node) const {
+    double seconds = 0;
+    if (const auto* i = node.as_integer()) {
+      seconds = static_cast<double>(i->get());
+    } else if (const auto* f = node.as_floating_point()) {
+      seconds = f->get();
+    } else {
+      fail(node.source(), "graceful_timeout", "expected number of seconds");
+    }
+    // Written so that nan fails too.
+    if (!(seconds > 0 && seconds <= kMaxGracefulTimeout)) {
+      fail(node.source(), "graceful_timeout", "must be greater than 0 and at most 3600");
+    }
+    return seconds;
+  }
+
+  LogConfig log_settings(const toml::node& node) {
+    const toml::table& t = expect_table(node, "log");
+    reject_unknown_keys(t, "log", {"level", "error_log"});
+    LogConfig out;
+    if (const toml::node* n = t.get("level")) {
+      const std::string& name = expect_string(*n, "log.level");
+      if (!parse_log_level(name, &out.level)) {
+        fail(n->source(), "log.level",
+             "unknown level \"" + name + "\" (expected debug, info, notice, warn or error)");
+      }
+    }
+    if (const toml::node* n = t.get("error_log")) {
+      const std::string& target = non_empty_string(*n, "log.error_log");
+      out.error_log = target == "stderr" ? target : resolve(*n, "log.error_log", target);
+    }
+    return out;
+  }
+
+  std::vector<ListenerConfig> listeners(const toml::table& root) {
+    const toml::node* node = root.get("listen");
+    if (node == nullptr) fail(root.source(), "listen", "at least one [[listen]] table is required");
+    const auto* array = node->as_array();
+    if (array != nullptr && array->empty()) {
+      fail(node->source(), "listen", "at least one [[listen]] table is required");
+    }
+    if (array == nullptr || !array->is_array_of_tables()) {
+      fail(node->source(), "listen", "expected array of tables ([[listen]])");
+    }
+    std::vector<ListenerConfig> out;
+    for (size_t i = 0; i < array->size(); ++i) {
+      out.push_back(listener(*array->get(i)->as_table(), i, out));
+    }
+    return out;
+  }
+
+  ListenerConfig listener(const toml::table& t, size_t index,
+                          const std::vector<ListenerConfig>& earlier) {
+    const std::string path = listener_path(index);
+    reject_unknown_keys(t, path, {"name", "address", "protocol", "backlog", "root"});
+    ListenerConfig out;
+    out.name = listener_name(t, index, earlier);
+    const toml::node& address_node = required(t, path, "address");
+    out.address = address(address_node, key_path(path, "address"));
+    out.protocol = protocol(required(t, path, "protocol"), key_path(path, "protocol"));
+    reject_duplicate_address(address_node, key_path(path, "address"), out, earlier);
+    // Accepted for UDP too, where it means nothing, so a listener's protocol can be
+    // switched without having to delete lines.
+    if (const toml::node* n = t.get("backlog")) {
+      out.backlog = static_cast<int>(expect_integer(*n, key_path(path, "backlog"), 1, 65535));
+    }
+    out.root = root_directory(t, path, out.protocol);
+    return out;
+  }
+
+  const toml::node& required(const toml::table& t, const std::string& prefix,
+                             std::string_view key) const {
+    if (const toml::node* n = t.get(key)) return *n;
+    fail(t.source(), key_path(prefix, key), "missing required key");
+  }
+
+  std::string listener_name(const toml::table& t, size_t index,
+                            const std::vector<ListenerConfig>& earlier) const {
+    const std::string key = key_path(listener_path(index), "name");
+    const toml::node* n = t.get("name");
+    std::string name = n ? non_empty_string(*n, key) : "listen#" + std::to_string(index + 1);
+    for (size_t j = 0; j < earlier.size(); ++j) {
+      if (earlier[j].name == name) {
+        fail(n ? n->source() : t.source(), key,
+             "duplicate name \"" + name + "\" (also used by " + listener_path(j) + ")");
+      }
+    }
+    return name;
+  }
+
+  SocketAddress address(const toml::node& node, std::string_view key) const {
+    std::string error;
+    auto parsed = parse_address(expect_string(node, key), &error);
+    if (!parsed) fail(node.source(), key, error);
+    return *parsed;
+  }
+
+  Protocol protocol(const toml::node& node, std::string_view key) const {
+    const std::string& name = expect_string(node, key);
+    for (Protocol p : {Protocol::http, Protocol::tcp_echo, Protocol::udp_echo}) {
+      if (name == protocol_name(p)) return p;
+    }
+    fail(node.source(), key,
+         "unknown protocol \"" + name + "\" (expected http, tcp-echo or udp-echo)");
+  }
+
+  // Two sockets of one transport on one address would only fail at bind time, in
+  // every worker; a TCP and a UDP socket on the same port are independent.
+  void reject_duplicate_address(const toml::node& node, std::string_view key,
+                                const ListenerConfig& current,
+                                const std::vector<ListenerConfig>& earlier) const {
+    for (size_t j = 0; j < earlier.size(); ++j) {
+      if (earlier[j].address == current.address &&
+          same_transport(earlier[j].protocol, current.protocol)) {
+        fail(node.source(), key,
+             "duplicate address " + current.address.to_string() + " (also used by " +
+                 listener_path(j) + ")");
+      }
+    }
+  }
+
+  std::string root_directory(const toml::table& t, const std::string& prefix, Protocol protocol) {
+    const std::string key = key_path(prefix, "root");
+    const toml::node* n = t.get("root");
+    if (protocol != Protocol::http) {
+      if (n != nullptr) {
+        fail(n->source(), key,
+             "not allowed for protocol \"" + std::string(protocol_name(protocol)) + "\"");
+      }
+      return {};
+    }
+    if (n == nullptr) fail(t.source(), key, "missing required key (protocol \"http\" needs it)");
+    return checked_directory(*n, key);
+  }
+
+  // Checked here, as the user the master runs as, so that a typo is a startup
+  // error rather than a 404 on every request.
+  std::string checked_directory(const toml::node& node, const std::string& key) {
+    const std::string path = resolve(node, key, non_empty_string(node, key));
+    char canonical[PATH_MAX];
+    if (realpath(path.c_str(), canonical) == nullptr) {
+      fail(node.source(), key, path + ": " + std::strerror(errno));
+    }
+    struct stat st {};
+    if (stat(canonical, &st) != 0) fail(node.source(), key, path + ": " + std::strerror(errno));
+    if (!S_ISDIR(st.st_mode)) fail(node.source(), key, path + ": not a directory");
+    if (access(canonical, R_OK | X_OK) != 0) {
+      fail(node.source(), key, path + ": " + std::strerror(errno));
+    }
+    return canonical;
+  }
+
+  const std::string source_path_;
+  std::string base_dir_;
+};
+
+}  // namespace
+
+Config parse_config(std::string_view text, const std::string& source_path) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(source_path));
+  } catch (const toml::parse_error& err) {
+    const toml::source_position& at = err.source().begin;
+    throw ConfigError(source_path + ":" + std::to_string(at.line) + ":" +
+                      std::to_string(at.column) + ": syntax: " + std::string(err.description()));
+  }
+  return Loader(source_path).load(root);
+}
+
+}  // namespace preforkd

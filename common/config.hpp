@@ -1,0 +1,59 @@
+// The configuration model and its TOML loader. Loading validates everything so that
+// a config accepted here cannot fail later for a reason the operator could have seen.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/address.hpp"
+#include "common/log.hpp"
+
+namespace preforkd {
+
+enum class Protocol { http, tcp_echo, udp_echo };
+
+std::string_view protocol_name(Protocol p);
+inline bool is_datagram(Protocol p) { return p == Protocol::udp_echo; }
+
+struct ListenerConfig {
+  std::string name;
+  SocketAddress address;
+  Protocol protocol = Protocol::http;
+  int backlog = 511;           // nginx's default; the kernel caps it at net.core.somaxconn
+  std::string root;            // http only: absolute, canonical path of the document root
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::info;
+  std::string error_log = "stderr";  // "stderr" or an absolute path, opened O_APPEND
+};
+
+struct Config {
+  std::string source_path;           // the file this came from, for messages
+  int workers = 1;                   // resolved: "auto" becomes the online CPU count
+  std::string pid_file;              // absolute path
+  double graceful_timeout_s = 30.0;  // QUIT: how long workers may drain before SIGKILL
+  LogConfig log;
+  std::vector<ListenerConfig> listeners;
+};
+
+// Thrown by the loader. what() is "FILE:LINE:COL: KEY: message", like a compiler's.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads and validates a config file. Relative paths inside it (pid_file, root,
+// error_log) are resolved against the directory of the config file.
+Config load_config_file(const std::string& path);
+
+// Same, from text already read (the master hands workers the exact text it validated).
+Config parse_config(std::string_view text, const std::string& source_path);
+
+// Reads a whole file; throws ConfigError("PATH: reason") if it cannot.
+std::string read_config_text(const std::string& path);
+
+}  // namespace preforkd

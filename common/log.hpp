@@ -1,0 +1,32 @@
+// One line per event: time, level, pid, role (master / worker slot+generation), message.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace preforkd {
+
+enum class LogLevel { debug, info, notice, warn, error };
+
+// Parses "debug"|"info"|"notice"|"warn"|"error"; false on anything else.
+bool parse_log_level(std::string_view text, LogLevel* out);
+
+namespace log {
+
+// Set once per process. Role is "master" or "worker".
+void set_identity(std::string role, int slot = -1, unsigned generation = 0);
+void set_level(LogLevel level);
+// "stderr" or a path opened with O_APPEND|O_CREAT. Returns false and leaves stderr on error.
+bool open(const std::string& target, std::string* error);
+
+void write(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+}  // namespace log
+
+#define PF_LOG_DEBUG(...) ::preforkd::log::write(::preforkd::LogLevel::debug, __VA_ARGS__)
+#define PF_LOG_INFO(...) ::preforkd::log::write(::preforkd::LogLevel::info, __VA_ARGS__)
+#define PF_LOG_NOTICE(...) ::preforkd::log::write(::preforkd::LogLevel::notice, __VA_ARGS__)
+#define PF_LOG_WARN(...) ::preforkd::log::write(::preforkd::LogLevel::warn, __VA_ARGS__)
+#define PF_LOG_ERROR(...) ::preforkd::log::write(::preforkd::LogLevel::error, __VA_ARGS__)
+
+}  // namespace preforkd

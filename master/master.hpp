@@ -1,0 +1,16 @@
+// The master process: owns the pid file, the signal handlers and the supervisor;
+// never serves traffic.
+#pragma once
+
+#include <string>
+
+#include "common/config.hpp"
+
+namespace preforkd {
+
+// Runs the master in the foreground until it is stopped. config_text is the exact
+// text `config` was parsed from; workers are handed that text, not the file, so
+// they serve what was validated even if the file changes meanwhile.
+int run_master(const Config& config, const std::string& config_text);
+
+}  // namespace preforkd

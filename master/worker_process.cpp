@@ -1,0 +1,97 @@
+// Spawning workers with uv_spawn: fork+exec of our own binary gives each worker a
+// clean process (no inherited master loop, signal handlers or fds beyond the ones
+// named here), and libuv reaps it on SIGCHLD and calls on_exit.
+#include "master/worker_process.hpp"
+
+#include <unistd.h>
+
+#include <memory>
+
+#include "common/ipc_channel.hpp"
+#include "common/log.hpp"
+
+namespace preforkd {
+
+WorkerProcess::WorkerProcess(uv_loop_t* loop, Events& events)
+    : loop_(loop), events_(events), process_(this), pipe_(this) {}
+
+pid_t WorkerProcess::spawn(const std::string& exe, const ipc::Start& start) {
+  int rc = uv_pipe_init(loop_, pipe_.get(), /*ipc=*/1);
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_pipe_init: %s", uv_strerror(rc));
+    return rc;
+  }
+  pipe_.mark_initialized();
+
+  std::string master_pid = std::to_string(getpid());
+  std::string slot = std::to_string(start.slot);
+  std::string generation = std::to_string(start.generation);
+  // argv[0] is the title ps shows; slot and generation follow for the operator.
+  const char* args[] = {"preforkd: worker", "--worker", "--slot", slot.c_str(), "--generation",
+                        generation.c_str(), "--master-pid", master_pid.c_str(), nullptr};
+  uv_stdio_container_t stdio[4];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = STDOUT_FILENO;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = STDERR_FILENO;
+  stdio[3].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE);
+  stdio[3].data.stream = pipe_.stream();
+
+  uv_process_options_t options{};
+  options.file = exe.c_str();
+  options.args = const_cast<char**>(args);
+  options.exit_cb = on_exit;
+  options.stdio = stdio;
+  options.stdio_count = 4;
+
+  rc = uv_spawn(loop_, process_.get(), &options);
+  // uv_spawn initialises the handle even when it fails, so it must be closed either way.
+  process_.mark_initialized();
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_spawn %s: %s", exe.c_str(), uv_strerror(rc));
+    return rc;
+  }
+  pid_ = process_.get()->pid;
+  if ((rc = uv_read_start(pipe_.stream(), on_alloc, on_read)) != 0)
+    PF_LOG_ERROR("worker %d: uv_read_start(ipc): %s", static_cast<int>(pid_), uv_strerror(rc));
+  send(start);
+  return pid_;
+}
+
+void WorkerProcess::send(const ipc::Message& message) {
+  if (!pipe_) return;
+  int rc = ipc::write_frame(pipe_.stream(), message);
+  if (rc != 0) PF_LOG_WARN("worker %d: ipc write: %s", static_cast<int>(pid_), uv_strerror(rc));
+}
+
+void WorkerProcess::on_exit(uv_process_t* process, int64_t status, int signal) {
+  auto* self = owner_of<WorkerProcess>(process);
+  if (!self) return;
+  // Last statement: the owner may destroy us inside this call.
+  self->events_.on_worker_exit(self->pid_, signal ? -1 : static_cast<int>(status), signal);
+}
+
+void WorkerProcess::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  static char buffer[16 * 1024];
+  *buf = uv_buf_init(buffer, sizeof buffer);
+}
+
+void WorkerProcess::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = owner_of<WorkerProcess>(stream);
+  if (!self) return;
+  if (nread < 0) {
+    // EOF or error: the worker is exiting; its process exit will follow.
+    uv_read_stop(stream);
+    return;
+  }
+  self->decoder_.feed(std::span<const char>(buf->base, static_cast<std::size_t>(nread)));
+  std::string error;
+  while (auto message = self->decoder_.next(&error)) self->events_.on_worker_message(self->pid_, *message);
+  if (self->decoder_.failed()) {
+    uv_read_stop(stream);
+    self->events_.on_worker_protocol_error(self->pid_, error);
+  }
+}
+
+}  // namespace preforkd

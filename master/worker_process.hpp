@@ -1,0 +1,47 @@
+// One worker process as the master sees it: the uv_process_t that reports its exit
+// and the IPC pipe (fd 3 in the worker) that carries framed messages both ways.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <string>
+
+#include "common/ipc_message.hpp"
+#include "common/uv_handle.hpp"
+
+namespace preforkd {
+
+class WorkerProcess {
+ public:
+  class Events {
+   public:
+    virtual ~Events() = default;
+    virtual void on_worker_message(pid_t pid, const ipc::Message& message) = 0;
+    // A worker broke the protocol; the master decides what to do with it.
+    virtual void on_worker_protocol_error(pid_t pid, const std::string& error) = 0;
+    // The process is gone. This object may be destroyed inside the call.
+    virtual void on_worker_exit(pid_t pid, int status, int signal) = 0;
+  };
+
+  WorkerProcess(uv_loop_t* loop, Events& events);
+  // Spawns `exe --worker` with the IPC pipe as fd 3 and sends it `start`.
+  // Returns the pid, or a negative libuv error (logged).
+  pid_t spawn(const std::string& exe, const ipc::Start& start);
+  void send(const ipc::Message& message);
+  pid_t pid() const { return pid_; }
+
+ private:
+  static void on_exit(uv_process_t* process, int64_t status, int signal);
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+
+  uv_loop_t* loop_;
+  Events& events_;
+  pid_t pid_ = 0;
+  UvHandle<uv_process_t> process_;
+  UvHandle<uv_pipe_t> pipe_;
+  ipc::Decoder decoder_;
+};
+
+}  // namespace preforkd

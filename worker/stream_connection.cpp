@@ -1,0 +1,186 @@
+// Accepted TCP connections: reading into a shared buffer, queued writes that own
+// their bytes, orderly shutdown, and deletion from the close callback.
+#include "worker/stream_connection.hpp"
+
+#include <unistd.h>
+
+#include "common/log.hpp"
+
+namespace preforkd {
+namespace {
+
+struct WriteRequest {
+  uv_write_t req{};
+  std::string head;
+  std::string body;
+};
+
+StreamConnection* connection_of(uv_handle_t* h) { return static_cast<StreamConnection*>(h->data); }
+
+}  // namespace
+
+StreamConnection::StreamConnection(ConnectionSet& owner) : owner_(owner) { tcp_.data = this; }
+
+StreamConnection::~StreamConnection() = default;
+
+void StreamConnection::start(int fd, StreamHandler& handler) {
+  int rc = uv_tcp_init(owner_.loop(), &tcp_);
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_tcp_init: %s", uv_strerror(rc));
+    ::close(fd);
+    owner_.remove(*this);
+    return;
+  }
+  initialized_ = true;
+  // Counted from here so that on_closed's decrement always has its increment.
+  ++owner_.stats().accepted;
+  ++owner_.stats().active;
+  if ((rc = uv_tcp_open(&tcp_, fd)) != 0) {
+    PF_LOG_ERROR("uv_tcp_open: %s", uv_strerror(rc));
+    ::close(fd);
+    close();
+    return;
+  }
+  // Responses are written whole; Nagle would only delay the last segment.
+  uv_tcp_nodelay(&tcp_, 1);
+  session_ = handler.open_session(*this);
+  resume_reading();
+}
+
+void StreamConnection::write(std::string head, std::string body) {
+  if (closing_) return;
+  auto request = std::make_unique<WriteRequest>();
+  request->head = std::move(head);
+  request->body = std::move(body);
+  uv_buf_t bufs[2];
+  unsigned count = 0;
+  if (!request->head.empty()) bufs[count++] = uv_buf_init(request->head.data(), request->head.size());
+  if (!request->body.empty()) bufs[count++] = uv_buf_init(request->body.data(), request->body.size());
+  if (count == 0) return;
+  request->req.data = request.get();
+  int rc = uv_write(&request->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count, on_write);
+  if (rc != 0) {
+    PF_LOG_DEBUG("uv_write: %s", uv_strerror(rc));
+    close();
+    return;
+  }
+  request.release();  // on_write owns it now
+  ++pending_writes_;
+}
+
+void StreamConnection::on_write(uv_write_t* req, int status) {
+  std::unique_ptr<WriteRequest> request(static_cast<WriteRequest*>(req->data));
+  auto* self = connection_of(reinterpret_cast<uv_handle_t*>(req->handle));
+  --self->pending_writes_;
+  if (status != 0) {
+    // ECANCELED comes from our own close; anything else means the peer is gone.
+    if (status != UV_ECANCELED) PF_LOG_DEBUG("write: %s", uv_strerror(status));
+    self->close();
+    return;
+  }
+  if (self->pending_writes_ == 0 && !self->closing_ && self->session_) self->session_->on_writes_done();
+}
+
+std::size_t StreamConnection::write_queue_size() const {
+  return uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
+}
+
+void StreamConnection::pause_reading() {
+  if (!reading_ || closing_) return;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  reading_ = false;
+}
+
+void StreamConnection::resume_reading() {
+  if (reading_ || closing_ || shutting_down_) return;
+  int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+  if (rc != 0) {
+    PF_LOG_DEBUG("uv_read_start: %s", uv_strerror(rc));
+    close();
+    return;
+  }
+  reading_ = true;
+}
+
+void StreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = connection_of(h);
+  *buf = uv_buf_init(self->owner_.read_buffer(), ConnectionSet::kReadBufferSize);
+}
+
+void StreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = connection_of(reinterpret_cast<uv_handle_t*>(s));
+  if (nread > 0) {
+    if (self->session_) self->session_->on_data(std::string_view(buf->base, nread));
+    return;
+  }
+  if (nread == UV_EOF) {
+    self->pause_reading();
+    if (self->session_) self->session_->on_eof();
+    return;
+  }
+  if (nread < 0) {
+    PF_LOG_DEBUG("read: %s", uv_strerror(static_cast<int>(nread)));
+    self->close();
+  }
+}
+
+void StreamConnection::shutdown_and_close() {
+  if (closing_ || shutting_down_) return;
+  pause_reading();
+  shutting_down_ = true;
+  auto* req = new uv_shutdown_t{};
+  int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown);
+  if (rc != 0) {
+    delete req;
+    close();
+  }
+}
+
+void StreamConnection::on_shutdown(uv_shutdown_t* req, int) {
+  auto* self = connection_of(reinterpret_cast<uv_handle_t*>(req->handle));
+  delete req;
+  self->close();
+}
+
+void StreamConnection::close() {
+  if (closing_) return;
+  closing_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
+}
+
+void StreamConnection::on_closed(uv_handle_t* h) {
+  auto* self = connection_of(h);
+  self->session_.reset();
+  --self->owner_.stats().active;
+  self->owner_.remove(*self);  // deletes self
+}
+
+void StreamConnection::retire() {
+  if (!closing_ && session_) session_->on_retire();
+}
+
+ConnectionSet::~ConnectionSet() = default;
+
+StreamConnection& ConnectionSet::create() {
+  connections_.push_back(std::make_unique<StreamConnection>(*this));
+  auto& connection = *connections_.back();
+  connection.self_ = std::prev(connections_.end());
+  return connection;
+}
+
+void ConnectionSet::remove(StreamConnection& connection) {
+  connections_.erase(connection.self_);
+  if (connections_.empty() && on_empty_) on_empty_();
+}
+
+void ConnectionSet::retire_all() {
+  // retire() may close, but closing only completes on a later loop turn, so the
+  // list is not modified while it is walked.
+  for (auto& c : connections_) c->retire();
+}
+
+void ConnectionSet::close_all() {
+  for (auto& c : connections_) c->close();
+}
+
+}  // namespace preforkd

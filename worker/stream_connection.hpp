@@ -1,0 +1,90 @@
+// One accepted TCP connection. It owns its uv_tcp_t and its protocol session and is
+// destroyed in the handle's close callback, the only moment libuv guarantees no
+// further callback for it. ConnectionSet owns all of a worker's connections.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "worker/handler.hpp"
+#include "worker/worker_stats.hpp"
+
+namespace preforkd {
+
+class ConnectionSet;
+
+class StreamConnection final : public StreamTransport {
+ public:
+  StreamConnection(ConnectionSet& owner);
+  StreamConnection(const StreamConnection&) = delete;
+  StreamConnection& operator=(const StreamConnection&) = delete;
+  ~StreamConnection() override;
+
+  // Takes a connected fd (accept4'd by the listener) and starts reading.
+  // On failure the connection closes itself.
+  void start(int fd, StreamHandler& handler);
+
+  void write(std::string head, std::string body = {}) override;
+  std::size_t write_queue_size() const override;
+  bool writes_pending() const override { return pending_writes_ > 0; }
+  void pause_reading() override;
+  void resume_reading() override;
+  void shutdown_and_close() override;
+  void close() override;
+  bool closing() const { return closing_; }
+
+  void retire();
+
+ private:
+  friend class ConnectionSet;
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_shutdown(uv_shutdown_t* req, int status);
+  static void on_closed(uv_handle_t* h);
+
+  ConnectionSet& owner_;
+  uv_tcp_t tcp_{};
+  std::unique_ptr<StreamSession> session_;
+  std::list<std::unique_ptr<StreamConnection>>::iterator self_;
+  std::size_t pending_writes_ = 0;
+  bool initialized_ = false;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool shutting_down_ = false;
+};
+
+// All open connections of one worker, so that retiring can reach each of them and
+// the worker can tell when the last one is gone.
+class ConnectionSet {
+ public:
+  ConnectionSet(uv_loop_t* loop, WorkerStats& stats) : loop_(loop), stats_(stats) {}
+  ~ConnectionSet();
+  StreamConnection& create();
+  void retire_all();
+  void close_all();
+  std::size_t size() const { return connections_.size(); }
+  // Called each time the set becomes empty.
+  void on_empty(std::function<void()> callback) { on_empty_ = std::move(callback); }
+  uv_loop_t* loop() const { return loop_; }
+  WorkerStats& stats() { return stats_; }
+  // A shared read buffer: each read is consumed within its callback.
+  char* read_buffer() { return read_buffer_.get(); }
+  static constexpr std::size_t kReadBufferSize = 64 * 1024;
+
+ private:
+  friend class StreamConnection;
+  void remove(StreamConnection& connection);
+
+  uv_loop_t* loop_;
+  WorkerStats& stats_;
+  std::list<std::unique_ptr<StreamConnection>> connections_;
+  std::function<void()> on_empty_;
+  std::unique_ptr<char[]> read_buffer_ = std::make_unique<char[]>(kReadBufferSize);
+};
+
+}  // namespace preforkd

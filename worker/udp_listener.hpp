@@ -1,0 +1,41 @@
+// A worker's own bound UDP socket for one configured listener.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+
+#include "common/config.hpp"
+#include "common/uv_handle.hpp"
+#include "worker/handler.hpp"
+#include "worker/worker_stats.hpp"
+
+namespace preforkd {
+
+class UdpListener final : public DatagramReplier {
+ public:
+  UdpListener(const ListenerConfig& config, std::unique_ptr<DatagramHandler> handler, WorkerStats& stats);
+  // Adopts a bound datagram fd and starts receiving. Returns 0 or a libuv error.
+  int start(uv_loop_t* loop, int fd);
+  // Stops receiving. Replies already queued are still sent before the handle closes.
+  void stop();
+  void send_to(std::string_view bytes, const sockaddr* peer) override;
+
+ private:
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_receive(uv_udp_t* udp, ssize_t nread, const uv_buf_t* buf, const sockaddr* peer,
+                         unsigned flags);
+  static void on_sent(uv_udp_send_t* req, int status);
+
+  ListenerConfig config_;
+  std::unique_ptr<DatagramHandler> handler_;
+  WorkerStats& stats_;
+  UvHandle<uv_udp_t> udp_;
+  std::size_t pending_sends_ = 0;
+  bool stopping_ = false;
+  // The largest possible UDP payload, reused for every datagram.
+  static constexpr std::size_t kBufferSize = 65536;
+  std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(kBufferSize);
+};
+
+}  // namespace preforkd

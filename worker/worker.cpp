@@ -1,0 +1,282 @@
+// The worker's life: wait for the master's start message (slot, generation and the
+// exact config text the master validated), open its own SO_REUSEPORT sockets, tell
+// the master it is ready, serve, and on retirement drain and exit. A worker never
+// outlives its master: PR_SET_PDEATHSIG plus EOF on the IPC pipe.
+#include "worker/worker.hpp"
+
+#include <sys/prctl.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/ipc_channel.hpp"
+#include "common/listen_socket.hpp"
+#include "common/log.hpp"
+#include "common/uv_handle.hpp"
+#include "worker/handler_registry.hpp"
+#include "worker/stream_connection.hpp"
+#include "worker/tcp_listener.hpp"
+#include "worker/udp_listener.hpp"
+
+namespace preforkd {
+namespace {
+
+constexpr std::uint64_t kHeartbeatIntervalMs = 1000;
+
+class Worker {
+ public:
+  explicit Worker(uv_loop_t* loop) : loop_(loop), connections_(loop, stats_), ipc_(this), heartbeat_(this) {}
+
+  int run(int ipc_fd) {
+    if (!open_ipc(ipc_fd)) return 1;
+    watch_signal(SIGTERM);
+    watch_signal(SIGINT);
+    watch_signal(SIGQUIT);
+    watch_signal(SIGUSR1);
+    watch_signal(SIGHUP);
+    uv_run(loop_, UV_RUN_DEFAULT);
+    return exit_code_;
+  }
+
+ private:
+  enum class State { waiting_for_start, serving, retiring, stopped };
+
+  bool open_ipc(int fd) {
+    int rc = uv_pipe_init(loop_, ipc_.get(), /*ipc=*/1);
+    if (rc == 0) {
+      ipc_.mark_initialized();
+      rc = uv_pipe_open(ipc_.get(), fd);
+    }
+    if (rc == 0) rc = uv_read_start(ipc_.stream(), on_ipc_alloc, on_ipc_read);
+    if (rc != 0) {
+      PF_LOG_ERROR("ipc pipe on fd %d: %s", fd, uv_strerror(rc));
+      return false;
+    }
+    return true;
+  }
+
+  void watch_signal(int signum) {
+    auto& handle = signals_.emplace_back(this);
+    int rc = uv_signal_init(loop_, handle.get());
+    if (rc == 0) {
+      handle.mark_initialized();
+      rc = uv_signal_start(handle.get(), on_signal, signum);
+    }
+    if (rc != 0) PF_LOG_ERROR("uv_signal_start(%s): %s", strsignal(signum), uv_strerror(rc));
+    // Signal handles must not keep the loop alive once everything else is closed.
+    uv_unref(handle.handle());
+  }
+
+  static void on_signal(uv_signal_t* handle, int signum) {
+    auto* self = owner_of<Worker>(handle);
+    switch (signum) {
+      case SIGTERM:
+      case SIGINT: self->stop_now("signal"); break;
+      case SIGQUIT: self->retire(); break;
+      case SIGUSR1: self->reopen_log(); break;
+      default: break;  // HUP is the master's business; a worker ignores it
+    }
+  }
+
+  static void on_ipc_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+    static char buffer[64 * 1024];
+    *buf = uv_buf_init(buffer, sizeof buffer);
+  }
+
+  static void on_ipc_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* self = owner_of<Worker>(stream);
+    if (!self) return;
+    if (nread < 0) {
+      // EOF: the master is gone. Nobody would supervise or retire us any more.
+      self->stop_now(nread == UV_EOF ? "master closed the ipc channel" : uv_strerror(static_cast<int>(nread)));
+      return;
+    }
+    self->decoder_.feed(std::span<const char>(buf->base, static_cast<std::size_t>(nread)));
+    std::string error;
+    while (auto message = self->decoder_.next(&error)) self->handle(*message);
+    if (self->decoder_.failed()) self->stop_now(("bad message from master: " + error).c_str());
+  }
+
+  void handle(const ipc::Message& message) {
+    if (auto* start = std::get_if<ipc::Start>(&message)) {
+      if (state_ == State::waiting_for_start) begin_serving(*start);
+    } else if (std::holds_alternative<ipc::Retire>(message)) {
+      retire();
+    }
+  }
+
+  void begin_serving(const ipc::Start& start) {
+    log::set_identity("worker", static_cast<int>(start.slot), start.generation);
+    try {
+      config_ = parse_config(start.config_text, start.config_path);
+    } catch (const ConfigError& e) {
+      PF_LOG_ERROR("config: %s", e.what());
+      return fail(2);
+    }
+    std::string error;
+    log::set_level(config_.log.level);
+    if (!log::open(config_.log.error_log, &error)) PF_LOG_ERROR("%s", error.c_str());
+    for (const auto& listener : config_.listeners) {
+      if (!open_listener(listener)) return fail(2);
+    }
+    state_ = State::serving;
+    start_heartbeat();
+    send(ipc::Ready{});
+    PF_LOG_INFO("serving %zu listener(s)", config_.listeners.size());
+  }
+
+  bool open_listener(const ListenerConfig& listener) {
+    std::string error;
+    Transport transport = is_datagram(listener.protocol) ? Transport::datagram : Transport::stream;
+    int fd = open_listen_socket(listener.address, transport, listener.backlog, &error);
+    if (fd < 0) {
+      PF_LOG_ERROR("listener %s: %s", listener.name.c_str(), error.c_str());
+      return false;
+    }
+    int rc;
+    if (transport == Transport::stream) {
+      auto& tcp = tcp_listeners_.emplace_back(
+          std::make_unique<TcpListener>(listener, make_stream_handler(listener, stats_), connections_));
+      rc = tcp->start(loop_, fd);
+    } else {
+      auto& udp = udp_listeners_.emplace_back(
+          std::make_unique<UdpListener>(listener, make_datagram_handler(listener), stats_));
+      rc = udp->start(loop_, fd);
+    }
+    if (rc != 0) {
+      PF_LOG_ERROR("listener %s on %s: %s", listener.name.c_str(), listener.address.to_string().c_str(),
+                   uv_strerror(rc));
+      return false;
+    }
+    return true;
+  }
+
+  void start_heartbeat() {
+    int rc = uv_timer_init(loop_, heartbeat_.get());
+    if (rc == 0) {
+      heartbeat_.mark_initialized();
+      rc = uv_timer_start(heartbeat_.get(), on_heartbeat, kHeartbeatIntervalMs, kHeartbeatIntervalMs);
+    }
+    if (rc != 0) PF_LOG_ERROR("heartbeat timer: %s", uv_strerror(rc));
+  }
+
+  static void on_heartbeat(uv_timer_t* timer) {
+    auto* self = owner_of<Worker>(timer);
+    self->send(ipc::Heartbeat{self->counters()});
+  }
+
+  ipc::Counters counters() const { return {stats_.accepted, stats_.active, stats_.requests}; }
+
+  void send(const ipc::Message& message) {
+    if (!ipc_) return;
+    int rc = ipc::write_frame(ipc_.stream(), message);
+    if (rc != 0) PF_LOG_WARN("ipc write: %s", uv_strerror(rc));
+  }
+
+  // Graceful: no new connections; every connection finishes its current unit of
+  // work and closes; the process exits when the last one is gone.
+  void retire() {
+    if (state_ == State::retiring || state_ == State::stopped) return;
+    if (state_ == State::waiting_for_start) return stop_now("retired before start");
+    state_ = State::retiring;
+    for (auto& l : tcp_listeners_) l->stop_accepting();
+    for (auto& l : udp_listeners_) l->stop();
+    send(ipc::Draining{counters()});
+    PF_LOG_INFO("retiring: %zu connection(s) to finish", connections_.size());
+    connections_.on_empty([this] { finish(); });
+    connections_.retire_all();
+    if (connections_.size() == 0) finish();
+  }
+
+  void finish() {
+    if (state_ == State::stopped) return;
+    state_ = State::stopped;
+    PF_LOG_INFO("exiting: accepted=%llu requests=%llu", static_cast<unsigned long long>(stats_.accepted),
+                static_cast<unsigned long long>(stats_.requests));
+    close_everything();
+  }
+
+  void stop_now(const char* why) {
+    if (state_ == State::stopped) return;
+    PF_LOG_INFO("stopping now (%s)", why);
+    connections_.close_all();
+    finish();
+  }
+
+  void fail(int code) {
+    exit_code_ = code;
+    stop_now("start-up failed");
+  }
+
+  void close_everything() {
+    connections_.on_empty(nullptr);
+    connections_.close_all();
+    tcp_listeners_.clear();
+    for (auto& l : udp_listeners_) l->stop();
+    udp_listeners_.clear();
+    heartbeat_.reset();
+    ipc_.reset();
+    for (auto& s : signals_) s.reset();
+  }
+
+  void reopen_log() {
+    std::string error;
+    if (state_ != State::waiting_for_start && !log::open(config_.log.error_log, &error))
+      PF_LOG_ERROR("reopen log: %s", error.c_str());
+  }
+
+  uv_loop_t* loop_;
+  State state_ = State::waiting_for_start;
+  int exit_code_ = 0;
+  Config config_;
+  WorkerStats stats_;
+  ConnectionSet connections_;
+  std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
+  std::vector<std::unique_ptr<UdpListener>> udp_listeners_;
+  std::vector<UvHandle<uv_signal_t>> signals_;
+  UvHandle<uv_pipe_t> ipc_;
+  UvHandle<uv_timer_t> heartbeat_;
+  ipc::Decoder decoder_;
+};
+
+}  // namespace
+
+int run_worker(int ipc_fd, pid_t master_pid) {
+  log::set_identity("worker");
+  // SIGTERM (not SIGKILL) so the worker still closes its sockets in order.
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) PF_LOG_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+  // The master may have died before prctl took effect.
+  if (getppid() != master_pid) {
+    PF_LOG_ERROR("master %d is gone; not starting", static_cast<int>(master_pid));
+    return 1;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop;
+  int rc = uv_loop_init(&loop);
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_loop_init: %s", uv_strerror(rc));
+    return 1;
+  }
+  int code;
+  {
+    Worker worker(&loop);
+    code = worker.run(ipc_fd);
+  }
+  // Let every close callback run; a handle still open here is a leak.
+  uv_run(&loop, UV_RUN_DEFAULT);
+  rc = uv_loop_close(&loop);
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_loop_close: %s (a handle leaked)", uv_strerror(rc));
+    if (code == 0) code = 3;
+  }
+  return code;
+}
+
+}  // namespace preforkd
