@@ -32,6 +32,11 @@ std::string read_config_text(const std::string& path) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
       text.append(buf, static_cast<size_t>(n));
+      if (text.size() > kMaxConfigBytes) {
+        ::close(fd);
+        throw ConfigError(path + ": larger than " + std::to_string(kMaxConfigBytes / 1024) +
+                          " KiB; workers receive the config over their IPC channel, which bounds messages");
+      }
     } else if (n == 0) {
       break;
     } else if (errno != EINTR) {

@@ -53,7 +53,12 @@ Config load_config_file(const std::string& path);
 // Same, from text already read (the master hands workers the exact text it validated).
 Config parse_config(std::string_view text, const std::string& source_path);
 
-// Reads a whole file; throws ConfigError("PATH: reason") if it cannot.
+// Workers receive the config text in one IPC message (ipc::kMaxPayload = 1 MiB);
+// half of that leaves room for the path and the framing.
+inline constexpr std::size_t kMaxConfigBytes = 512 * 1024;
+
+// Reads a whole file; throws ConfigError("PATH: reason") if it cannot or if it is
+// larger than kMaxConfigBytes.
 std::string read_config_text(const std::string& path);
 
 }  // namespace preforkd

@@ -141,8 +141,10 @@ void Supervisor::stop(StopMode mode, std::uint64_t now) {
   for (Slot& slot : slots_)
     if (slot.state == SlotState::backing_off) slot = Slot{};
   signal_all(mode == StopMode::graceful ? SIGQUIT : SIGTERM);
-  kill_due_ms_ = now + (mode == StopMode::graceful ? options_.graceful_timeout_ms : options_.fast_stop_timeout_ms);
-  killed_ = false;
+  // Escalating from graceful to fast may bring the SIGKILL deadline forward, never
+  // push it back, and never resend SIGKILL.
+  std::uint64_t due = now + (mode == StopMode::graceful ? options_.graceful_timeout_ms : options_.fast_stop_timeout_ms);
+  if (kill_due_ms_ == 0 || due < kill_due_ms_) kill_due_ms_ = due;
   check_stopped();
   rearm_timer();
 }

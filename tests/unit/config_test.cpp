@@ -1,6 +1,8 @@
 #include "common/config.hpp"
 
 #include <gtest/gtest.h>
+#include <cstdio>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -354,12 +356,36 @@ TEST_F(ConfigTest, RejectsRootThatIsAFile) {
 }
 
 TEST_F(ConfigTest, RejectsUnreadableRoot) {
-  // access() always succeeds for root, so the check cannot fail there.
-  if (geteuid() == 0) GTEST_SKIP() << "running as root";
+  // access() always succeeds for root, so as root the check runs in a child that
+  // has dropped to nobody (uid/gid 65534).
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
   ASSERT_EQ(chmod((dir_ + "/html").c_str(), 0300), 0);
-  EXPECT_EQ(
-      error("[[listen]]\naddress = \"127.0.0.1:80\"\nprotocol = \"http\"\nroot = \"html\"\n"),
-      "4:8: listen[1].root: " + dir_ + "/html: Permission denied");
+  const std::string expected = "4:8: listen[1].root: " + dir_ + "/html: Permission denied";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(99);
+    const std::string got =
+        error("[[listen]]\naddress = \"127.0.0.1:80\"\nprotocol = \"http\"\nroot = \"html\"\n");
+    if (got != expected) std::fprintf(stderr, "got: %s\n", got.c_str());
+    _exit(got == expected ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_EQ(chmod((dir_ + "/html").c_str(), 0755), 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "expected: " << expected;
+}
+
+TEST_F(ConfigTest, RejectsConfigFilesTooLargeForTheIpcChannel) {
+  const std::string path = dir_ + "/huge.toml";
+  std::ofstream(path) << "# " << std::string(kMaxConfigBytes, 'x') << "\n";
+  try {
+    load_config_file(path);
+    FAIL() << "a config over kMaxConfigBytes was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("larger than 512 KiB"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(ConfigTest, RejectsSyntaxErrors) {
