@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
   app.add_option("--slot", slot)->group("");
   app.add_option("--generation", generation)->group("");
   app.add_option("--master-pid", master_pid)->group("");
+  int upgrade_from = 0;
+  app.add_option("--upgrade-from", upgrade_from)->group("");
   CLI11_PARSE(app, argc, argv);
 
   if (worker) return preforkd::run_worker(kWorkerIpcFd, master_pid);
@@ -67,5 +69,5 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!action.empty()) return preforkd::send_control(action, config.pid_file);
-  return preforkd::run_master(config, text);
+  return preforkd::run_master(config, text, upgrade_from);
 }

@@ -57,7 +57,7 @@ Config load_config_file(const std::string& path) {
 namespace {
 
 constexpr int kMaxWorkers = 1024;
-constexpr double kMaxGracefulTimeout = 3600.0;
+constexpr double kMaxTimeoutSeconds = 3600.0;
 constexpr std::string_view kDefaultPidFile = "/run/preforkd.pid";
 
 std::string key_path(std::string_view prefix, std::string_view key) {
@@ -99,15 +99,16 @@ class Loader {
   Config load(const toml::table& root) {
     Config config;
     config.source_path = source_path_;
-    reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "log", "listen"});
+    reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "log", "listen"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
       config.pid_file = resolve(*n, "pid_file", non_empty_string(*n, "pid_file"));
     }
     if (const toml::node* n = root.get("graceful_timeout")) {
-      config.graceful_timeout_s = graceful_timeout_seconds(*n);
+      config.graceful_timeout_s = seconds(*n, "graceful_timeout");
     }
+    if (const toml::node* n = root.get("worker_timeout")) config.worker_timeout_s = seconds(*n, "worker_timeout");
     if (const toml::node* n = root.get("log")) config.log = log_settings(*n);
     config.listeners = listeners(root);
     return config;
@@ -179,18 +180,19 @@ class Loader {
     fail(node.source(), "workers", "expected integer or \"auto\"");
   }
 
-  double graceful_timeout_seconds(const toml::node& node) const {
+  // A duration in seconds, integer or fractional: 0 < t <= 3600.
+  double seconds(const toml::node& node, std::string_view key) const {
     double seconds = 0;
     if (const auto* i = node.as_integer()) {
       seconds = static_cast<double>(i->get());
     } else if (const auto* f = node.as_floating_point()) {
       seconds = f->get();
     } else {
-      fail(node.source(), "graceful_timeout", "expected number of seconds");
+      fail(node.source(), key, "expected number of seconds");
     }
     // Written so that nan fails too.
-    if (!(seconds > 0 && seconds <= kMaxGracefulTimeout)) {
-      fail(node.source(), "graceful_timeout", "must be greater than 0 and at most 3600");
+    if (!(seconds > 0 && seconds <= kMaxTimeoutSeconds)) {
+      fail(node.source(), key, "must be greater than 0 and at most 3600");
     }
     return seconds;
   }

@@ -35,7 +35,8 @@ struct Config {
   std::string source_path;           // the file this came from, for messages
   int workers = 1;                   // resolved: "auto" becomes the online CPU count
   std::string pid_file;              // absolute path
-  double graceful_timeout_s = 30.0;  // QUIT: how long workers may drain before SIGKILL
+  double graceful_timeout_s = 30.0;  // QUIT / retirement: how long workers may drain before SIGKILL
+  double worker_timeout_s = 30.0;    // a worker silent (no heartbeat) this long is killed and replaced
   LogConfig log;
   std::vector<ListenerConfig> listeners;
 };

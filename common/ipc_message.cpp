@@ -41,6 +41,7 @@ class Reader {
     return s;
   }
   Counters counters() { return Counters{uint(8), uint(8), uint(8)}; }
+  std::size_t remaining() const { return data_.size() - pos_; }
   // A payload must be consumed exactly: trailing bytes mean a mismatched peer.
   bool complete() const { return ok_ && pos_ == data_.size(); }
 
@@ -78,12 +79,17 @@ std::optional<Message> decode_payload(Type type, std::string_view payload) {
       s.slot = static_cast<std::uint32_t>(r.uint(4));
       s.config_path = r.string();
       s.config_text = r.string();
+      std::uint64_t count = r.uint(4);
+      // Each fd takes 4 bytes, so a count beyond what remains is malformed: checking
+      // first keeps a hostile count from costing memory or time.
+      if (count > r.remaining() / 4) return std::nullopt;
+      for (std::uint64_t i = 0; i < count; ++i) s.listener_fds.push_back(static_cast<std::int32_t>(r.uint(4)));
       m = std::move(s);
       break;
     }
     case Type::ready: m = Ready{}; break;
     case Type::heartbeat: m = Heartbeat{r.counters()}; break;
-    case Type::retire: m = Retire{}; break;
+    case Type::retire: m = Retire{static_cast<std::uint32_t>(r.uint(4))}; break;
     case Type::draining: m = Draining{r.counters()}; break;
     default: return std::nullopt;
   }
@@ -103,6 +109,10 @@ std::string encode(const Message& message) {
           put_u32(payload, v.slot);
           put_string(payload, v.config_path);
           put_string(payload, v.config_text);
+          put_u32(payload, static_cast<std::uint32_t>(v.listener_fds.size()));
+          for (std::int32_t fd : v.listener_fds) put_u32(payload, static_cast<std::uint32_t>(fd));
+        } else if constexpr (std::is_same_v<T, Retire>) {
+          put_u32(payload, v.linger_ms);
         } else if constexpr (std::is_same_v<T, Heartbeat> || std::is_same_v<T, Draining>) {
           put_counters(payload, v.counters);
         }

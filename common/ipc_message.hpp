@@ -9,10 +9,11 @@
 #include <span>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace preforkd::ipc {
 
-inline constexpr std::uint8_t kVersion = 1;
+inline constexpr std::uint8_t kVersion = 2;
 inline constexpr std::size_t kHeaderSize = 8;
 inline constexpr std::uint32_t kMaxPayload = 1u << 20;  // a config file is the largest payload
 
@@ -36,6 +37,9 @@ struct Start {
   std::uint32_t slot = 0;
   std::string config_path;
   std::string config_text;
+  // The worker's inherited listening fds, one per config listener, in config order.
+  // The master owns the sockets of each slot across generations and passes them on.
+  std::vector<std::int32_t> listener_fds;
   bool operator==(const Start&) const = default;
 };
 struct Ready {
@@ -46,6 +50,10 @@ struct Heartbeat {
   bool operator==(const Heartbeat&) const = default;
 };
 struct Retire {
+  // Keep accepting this long before letting go of the listeners: set when no
+  // successor will poll them (the slot or listener is going away) and the master
+  // has steered new connections elsewhere, so stragglers still get served.
+  std::uint32_t linger_ms = 0;
   bool operator==(const Retire&) const = default;
 };
 struct Draining {

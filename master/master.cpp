@@ -1,42 +1,68 @@
 // The master's event loop. Everything it waits for is a libuv event: signals
 // (uv_signal_t), worker exits (uv_process_t, reaped by libuv on SIGCHLD), worker
 // messages (IPC pipes) and one timer the supervisor arms for its deadlines. The
-// decisions live in Supervisor; this file only connects it to the world.
+// decisions live in Supervisor; this file connects it to processes, configs and
+// the slot sockets.
 #include "master/master.hpp"
 
 #include <unistd.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "common/log.hpp"
 #include "common/uv_handle.hpp"
+#include "master/kernel_features.hpp"
 #include "master/pid_file.hpp"
+#include "master/slot_sockets.hpp"
 #include "master/supervisor.hpp"
 #include "master/worker_process.hpp"
 
 namespace preforkd {
 namespace {
 
+// How long a worker whose sockets have no successor keeps accepting after new
+// traffic has been steered away: long enough for handshakes already begun on its
+// socket to complete and be accepted.
+constexpr std::uint32_t kLingerMs = 300;
+
+// How a master hands its slot sockets to the master that replaces it (USR2).
+constexpr const char* kInheritedSocketsEnv = "PREFORKD_INHERITED_SOCKETS";
+
 SupervisorOptions supervisor_options(const Config& config) {
   SupervisorOptions options;
-  options.workers = config.workers;
   options.graceful_timeout_ms = static_cast<std::uint64_t>(config.graceful_timeout_s * 1000);
+  options.worker_timeout_ms = static_cast<std::uint64_t>(config.worker_timeout_s * 1000);
   return options;
 }
 
+// The configuration one generation serves, kept while any of its workers lives.
+struct Generation {
+  Config config;
+  std::string text;
+  std::set<ListenerKey> keys() const {
+    std::set<ListenerKey> keys;
+    for (const auto& l : config.listeners) keys.insert(key_of(l));
+    return keys;
+  }
+};
+
 class Master final : public WorkerControl, public WorkerProcess::Events {
  public:
-  Master(uv_loop_t* loop, const Config& config, const std::string& config_text)
+  Master(uv_loop_t* loop, const Config& config, const std::string& config_text, pid_t upgrade_from)
       : loop_(loop),
-        config_(config),
-        config_text_(config_text),
+        initial_{config, config_text},
         supervisor_(*this, supervisor_options(config)),
-        timer_(this) {}
+        timer_(this),
+        upgrade_from_(upgrade_from),
+        successor_(this) {}
 
   int run() {
     char exe[4096];
@@ -55,20 +81,86 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     for (int signum : {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGWINCH})
       if (!watch_signal(signum)) return 1;
 
-    PF_LOG_NOTICE("starting %d worker(s), %zu listener(s), config %s", config_.workers,
-                  config_.listeners.size(), config_.source_path.c_str());
-    supervisor_.start(now());
+    if (const char* inherited = std::getenv(kInheritedSocketsEnv)) {
+      std::string error;
+      if (!sockets_.adopt(inherited, &error)) {
+        PF_LOG_ERROR("upgrade: %s", error.c_str());
+        close_handles();
+        return 1;
+      }
+      PF_LOG_NOTICE("upgrade: adopted %zu listening socket(s) from master %d", sockets_.socket_count(),
+                    static_cast<int>(upgrade_from_));
+      ::unsetenv(kInheritedSocketsEnv);
+    }
+    log_kernel_features();
+    PF_LOG_NOTICE("starting %d worker(s), %zu listener(s), config %s", initial_.config.workers,
+                  initial_.config.listeners.size(), initial_.config.source_path.c_str());
+    if (!supervisor_.start(now())) {
+      close_handles();
+      return 1;
+    }
     uv_run(loop_, UV_RUN_DEFAULT);
-    return 0;
+    return exit_code_;
   }
 
-  // WorkerControl
+  // --- WorkerControl ---------------------------------------------------------------
+
+  int prepare_generation(unsigned generation) override {
+    auto prepared = std::make_shared<Generation>();
+    if (generation == 1) {
+      *prepared = initial_;
+    } else {
+      const std::string& path = initial_.config.source_path;
+      try {
+        prepared->text = read_config_text(path);
+        prepared->config = parse_config(prepared->text, path);
+      } catch (const ConfigError& e) {
+        PF_LOG_ERROR("reload: %s", e.what());
+        return 0;
+      }
+      if (prepared->config.pid_file != initial_.config.pid_file)
+        PF_LOG_WARN("reload: pid_file changes take effect on restart only");
+    }
+    // Bind every slot's sockets now, so that a port in use fails the start or the
+    // reload at once, with the error, instead of failing each worker later.
+    for (int slot = 0; slot < prepared->config.workers; ++slot) {
+      for (const auto& listener : prepared->config.listeners) {
+        std::string error;
+        if (sockets_.acquire(listener, slot, &error) < 0) {
+          PF_LOG_ERROR("%s: listener %s: %s", generation == 1 ? "start" : "reload", listener.name.c_str(),
+                       error.c_str());
+          collect_sockets();
+          return 0;
+        }
+      }
+    }
+    generations_[generation] = prepared;
+    return prepared->config.workers;
+  }
+
   pid_t spawn(int slot, unsigned generation) override {
+    auto it = generations_.find(generation);
+    if (it == generations_.end()) return -1;
+    const Generation& gen = *it->second;
+    std::vector<int> fds;
+    for (const auto& listener : gen.config.listeners) {
+      std::string error;
+      int fd = sockets_.acquire(listener, slot, &error);
+      if (fd < 0) {
+        PF_LOG_ERROR("slot %d: listener %s: %s", slot, listener.name.c_str(), error.c_str());
+        collect_sockets();
+        return -1;
+      }
+      fds.push_back(fd);
+    }
     auto worker = std::make_unique<WorkerProcess>(loop_, *this);
-    ipc::Start start{generation, static_cast<std::uint32_t>(slot), config_.source_path, config_text_};
-    pid_t pid = worker->spawn(exe_, start);
-    if (pid <= 0) return pid;
-    workers_[pid] = std::move(worker);
+    ipc::Start start{generation, static_cast<std::uint32_t>(slot), gen.config.source_path, gen.text, {}};
+    pid_t pid = worker->spawn(exe_, std::move(start), fds);
+    if (pid <= 0) {
+      collect_sockets();
+      return pid;
+    }
+    workers_[pid] = LiveWorker{std::move(worker), slot, generation};
     return pid;
   }
 
@@ -76,6 +168,40 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     if (::kill(pid, signum) != 0 && errno != ESRCH)
       PF_LOG_WARN("kill(%d, %s): %s", static_cast<int>(pid), strsignal(signum), std::strerror(errno));
   }
+
+  void retire(pid_t pid, bool successor) override {
+    auto it = workers_.find(pid);
+    if (it == workers_.end()) return;
+    // Linger unless every socket this worker polls is polled by its successor too.
+    bool handed_over = successor;
+    if (handed_over) {
+      auto mine = generations_.at(it->second.generation)->keys();
+      auto theirs = generations_.at(serving_)->keys();
+      for (const auto& key : mine) handed_over = handed_over && theirs.count(key);
+    }
+    it->second.process->send(ipc::Retire{handed_over ? 0 : kLingerMs});
+  }
+
+  void serving(unsigned generation, int slots) override {
+    serving_ = generation;
+    serving_slots_ = slots;
+    const Config& config = generations_.at(generation)->config;
+    if (generation != 1) {
+      log::set_level(config.log.level);
+      std::string error;
+      if (config.log.error_log != current_error_log_ && !log::open(config.log.error_log, &error))
+        PF_LOG_ERROR("%s", error.c_str());
+      current_error_log_ = config.log.error_log;
+    }
+    sockets_.steer(config.listeners, slots);
+  }
+
+  void generation_gone(unsigned generation) override {
+    if (generation != serving_) generations_.erase(generation);
+    collect_sockets();
+  }
+
+  void worker_gone(pid_t) override { collect_sockets(); }
 
   void set_timer(std::uint64_t due_ms) override {
     if (!timer_) return;  // closed: the master is on its way out
@@ -89,20 +215,28 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
 
   void all_stopped() override {
     PF_LOG_NOTICE("all workers stopped; exiting");
-    // Closing our handles lets uv_run return.
-    timer_.reset();
-    for (auto& s : signals_) s.reset();
+    close_handles();
   }
 
-  // WorkerProcess::Events
+  void generation_ready(unsigned) override {
+    if (upgrade_from_ == 0) return;
+    // The binary upgrade is complete: the old master may drain and go.
+    PF_LOG_NOTICE("upgrade: serving; asking the old master %d to stop gracefully", static_cast<int>(upgrade_from_));
+    signal(upgrade_from_, SIGQUIT);
+    upgrade_from_ = 0;
+  }
+
+  // --- WorkerProcess::Events ---------------------------------------------------------
+
   void on_worker_message(pid_t pid, const ipc::Message& message) override {
     if (std::holds_alternative<ipc::Ready>(message)) {
       supervisor_.worker_ready(pid, now());
+    } else if (std::holds_alternative<ipc::Heartbeat>(message)) {
+      supervisor_.worker_heartbeat(pid, now());
     } else if (auto* draining = std::get_if<ipc::Draining>(&message)) {
       PF_LOG_INFO("worker %d draining: %llu connection(s) open", static_cast<int>(pid),
                   static_cast<unsigned long long>(draining->counters.active));
     }
-    // Heartbeats carry counters for status and liveness; both arrive with reload support.
   }
 
   void on_worker_protocol_error(pid_t pid, const std::string& error) override {
@@ -117,9 +251,31 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   }
 
  private:
+  struct LiveWorker {
+    std::unique_ptr<WorkerProcess> process;
+    int slot = 0;
+    unsigned generation = 0;
+  };
+
   std::uint64_t now() {
     uv_update_time(loop_);
     return uv_now(loop_);
+  }
+
+  // Keeps exactly the sockets some live worker or the serving generation needs.
+  void collect_sockets() {
+    if (supervisor_.phase() == MasterPhase::draining || supervisor_.phase() == MasterPhase::terminating) return;
+    std::set<std::pair<ListenerKey, int>> needed;
+    auto need = [&](unsigned generation, int slot) {
+      auto it = generations_.find(generation);
+      if (it == generations_.end()) return;
+      for (const auto& key : it->second->keys()) needed.insert({key, slot});
+    };
+    for (const auto& [pid, worker] : workers_) need(worker.generation, worker.slot);
+    for (int slot = 0; slot < serving_slots_; ++slot) need(serving_, slot);
+    sockets_.retain_only(needed);
+    if (auto it = generations_.find(serving_); it != generations_.end())
+      sockets_.steer(it->second->config.listeners, serving_slots_);
   }
 
   bool watch_signal(int signum) {
@@ -139,14 +295,23 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   static void on_signal(uv_signal_t* handle, int signum) {
     auto* self = owner_of<Master>(handle);
     PF_LOG_INFO("received %s", strsignal(signum));
+    auto& supervisor = self->supervisor_;
     switch (signum) {
-      case SIGQUIT: self->supervisor_.stop(StopMode::graceful, self->now()); break;
+      case SIGHUP: supervisor.reload(self->now()); break;
+      case SIGQUIT:
       case SIGTERM:
-      case SIGINT: self->supervisor_.stop(StopMode::fast, self->now()); break;
+      case SIGINT:
+        // Stopping: let go of the slot sockets first, so that each closes (and new
+        // connections are refused) as soon as its worker has taken what is queued.
+        self->sockets_.retain_only({});
+        supervisor.stop(signum == SIGQUIT ? StopMode::graceful : StopMode::fast, self->now());
+        break;
+      case SIGTTIN: supervisor.scale(+1, self->now()); break;
+      case SIGTTOU: supervisor.scale(-1, self->now()); break;
       case SIGUSR1: self->reopen_logs(); break;
+      case SIGUSR2: self->start_upgrade(); break;
       default:
-        // HUP (reload), USR2 (upgrade), TTIN/TTOU (scale), WINCH are caught so that
-        // their default actions (terminate, stop) cannot take the master down.
+        // WINCH is caught so that it is logged rather than silently ignored.
         PF_LOG_WARN("%s: not supported by this version; ignored", strsignal(signum));
         break;
     }
@@ -159,23 +324,104 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
 
   void reopen_logs() {
     std::string error;
-    if (!log::open(config_.log.error_log, &error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
+    if (!log::open(current_error_log_, &error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
     for (auto& [pid, worker] : workers_) signal(pid, SIGUSR1);
   }
 
+  void close_handles() {
+    timer_.reset();
+    for (auto& s : signals_) s.reset();
+    successor_.reset();  // closing the handle does not touch the new master itself
+  }
+
+  // USR2, as nginx does it: re-execute the binary (possibly replaced on disk) as a
+  // new master that inherits every slot socket, so not one listener closes. The pid
+  // file moves to PID_FILE.oldbin meanwhile. The new master starts its workers on
+  // the same sockets and, once they are ready, sends us QUIT; if it dies first, the
+  // pid file is restored and this master simply keeps serving.
+  void start_upgrade() {
+    if (successor_ || supervisor_.phase() != MasterPhase::running) {
+      PF_LOG_WARN("upgrade: not now (%s)", successor_ ? "one is in progress" : "not running");
+      return;
+    }
+    const std::string& pid_file = initial_.config.pid_file;
+    std::string oldbin = pid_file + ".oldbin";
+    if (::rename(pid_file.c_str(), oldbin.c_str()) != 0) {
+      PF_LOG_ERROR("upgrade: rename %s: %s", pid_file.c_str(), std::strerror(errno));
+      return;
+    }
+    constexpr int kFirstFd = 3;
+    std::vector<int> fds;
+    std::string inherited = std::string(kInheritedSocketsEnv) + "=" + sockets_.describe_for_upgrade(kFirstFd, &fds);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, kInheritedSocketsEnv, std::strlen(kInheritedSocketsEnv)) != 0) env_strings.push_back(*e);
+    env_strings.push_back(inherited);
+    std::vector<char*> env;
+    for (auto& e : env_strings) env.push_back(e.data());
+    env.push_back(nullptr);
+    std::string self_pid = std::to_string(getpid());
+    std::string config_path = initial_.config.source_path;
+    const char* args[] = {exe_.c_str(), "-c", config_path.c_str(), "--upgrade-from", self_pid.c_str(), nullptr};
+    std::vector<uv_stdio_container_t> stdio(kFirstFd + fds.size());
+    stdio[0].flags = UV_IGNORE;
+    for (int fd = 1; fd < kFirstFd; ++fd) {
+      stdio[fd].flags = UV_INHERIT_FD;
+      stdio[fd].data.fd = fd;
+    }
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      stdio[kFirstFd + i].flags = UV_INHERIT_FD;
+      stdio[kFirstFd + i].data.fd = fds[i];
+    }
+    uv_process_options_t options{};
+    options.file = exe_.c_str();
+    options.args = const_cast<char**>(args);
+    options.env = env.data();
+    options.stdio = stdio.data();
+    options.stdio_count = static_cast<int>(stdio.size());
+    options.exit_cb = on_successor_exit;
+    int rc = uv_spawn(loop_, successor_.get(), &options);
+    successor_.mark_initialized();
+    if (rc != 0) {
+      PF_LOG_ERROR("upgrade: uv_spawn %s: %s", exe_.c_str(), uv_strerror(rc));
+      successor_.reset();
+      ::rename(oldbin.c_str(), pid_file.c_str());
+      return;
+    }
+    PF_LOG_NOTICE("upgrade: new master %d started from %s with %zu socket(s)", successor_.get()->pid, exe_.c_str(),
+                  fds.size());
+  }
+
+  static void on_successor_exit(uv_process_t* process, int64_t status, int signal) {
+    auto* self = owner_of<Master>(process);
+    if (!self) return;
+    PF_LOG_ERROR("upgrade failed: new master %d exited (%s %d); this master keeps serving", process->pid,
+                 signal ? "signal" : "status", signal ? signal : static_cast<int>(status));
+    const std::string& pid_file = self->initial_.config.pid_file;
+    ::rename((pid_file + ".oldbin").c_str(), pid_file.c_str());
+    self->successor_.reset();
+  }
+
   uv_loop_t* loop_;
-  const Config& config_;
-  const std::string& config_text_;
+  Generation initial_;
+  std::string current_error_log_ = initial_.config.log.error_log;
   std::string exe_;
   Supervisor supervisor_;
   UvHandle<uv_timer_t> timer_;
   std::vector<UvHandle<uv_signal_t>> signals_;
-  std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;
+  std::map<unsigned, std::shared_ptr<Generation>> generations_;
+  unsigned serving_ = 0;
+  int serving_slots_ = 0;
+  SlotSockets sockets_;
+  std::map<pid_t, LiveWorker> workers_;
+  int exit_code_ = 0;
+  pid_t upgrade_from_;                // the master we replace, until we serve
+  UvHandle<uv_process_t> successor_;  // the master replacing us (USR2)
 };
 
 }  // namespace
 
-int run_master(const Config& config, const std::string& config_text) {
+int run_master(const Config& config, const std::string& config_text, pid_t upgrade_from) {
   log::set_identity("master");
   std::signal(SIGPIPE, SIG_IGN);
   std::string error;
@@ -202,12 +448,15 @@ int run_master(const Config& config, const std::string& config_text) {
   }
   int code;
   {
-    Master master(&loop, config, config_text);
+    Master master(&loop, config, config_text, upgrade_from);
     code = master.run();
+    // Let close callbacks of everything the master owned run before it goes.
+    uv_run(&loop, UV_RUN_DEFAULT);
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   if ((rc = uv_loop_close(&loop)) != 0) PF_LOG_ERROR("uv_loop_close: %s (a handle leaked)", uv_strerror(rc));
   remove_pid_file(config.pid_file, getpid());
+  remove_pid_file(config.pid_file + ".oldbin", getpid());
   PF_LOG_NOTICE("exit");
   return code;
 }

@@ -2,6 +2,8 @@
 // never serves traffic.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "common/config.hpp"
@@ -11,6 +13,8 @@ namespace preforkd {
 // Runs the master in the foreground until it is stopped. config_text is the exact
 // text `config` was parsed from; workers are handed that text, not the file, so
 // they serve what was validated even if the file changes meanwhile.
-int run_master(const Config& config, const std::string& config_text);
+// upgrade_from: the pid of the master this one replaces (USR2), or 0; once this
+// master's workers are all ready it tells that one to stop gracefully.
+int run_master(const Config& config, const std::string& config_text, pid_t upgrade_from = 0);
 
 }  // namespace preforkd

@@ -7,11 +7,22 @@
 #include "common/log.hpp"
 
 namespace preforkd {
+namespace {
+
+unsigned long long ull(std::uint64_t v) { return static_cast<unsigned long long>(v); }
+
+std::string describe_exit(int status, int signal) {
+  if (signal) return "signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
+  return "status " + std::to_string(status);
+}
+
+}  // namespace
 
 std::string_view to_string(MasterPhase phase) {
   switch (phase) {
     case MasterPhase::idle: return "idle";
     case MasterPhase::running: return "running";
+    case MasterPhase::reloading: return "reloading";
     case MasterPhase::draining: return "draining";
     case MasterPhase::terminating: return "terminating";
     case MasterPhase::stopped: return "stopped";
@@ -19,12 +30,11 @@ std::string_view to_string(MasterPhase phase) {
   return "?";
 }
 
-std::string_view to_string(SlotState state) {
+std::string_view to_string(WorkerState state) {
   switch (state) {
-    case SlotState::empty: return "empty";
-    case SlotState::starting: return "starting";
-    case SlotState::ready: return "ready";
-    case SlotState::backing_off: return "backing-off";
+    case WorkerState::starting: return "starting";
+    case WorkerState::ready: return "ready";
+    case WorkerState::retiring: return "retiring";
   }
   return "?";
 }
@@ -32,164 +42,330 @@ std::string_view to_string(SlotState state) {
 Supervisor::Supervisor(WorkerControl& control, SupervisorOptions options)
     : control_(control), options_(options) {}
 
-void Supervisor::start(std::uint64_t now) {
-  if (phase_ != MasterPhase::idle) return;
+bool Supervisor::start(std::uint64_t now) {
+  if (phase_ != MasterPhase::idle) return false;
+  unsigned generation = next_generation_++;
+  int count = control_.prepare_generation(generation);
+  if (count <= 0) return false;
   phase_ = MasterPhase::running;
-  generation_ = 1;
-  slots_.assign(static_cast<std::size_t>(options_.workers), Slot{});
-  for (int i = 0; i < options_.workers; ++i) spawn_slot(i, now);
+  serving_ = generation;
+  slots_.assign(static_cast<std::size_t>(count), SlotInfo{});
+  control_.serving(serving_, count);
+  for (int slot = 0; slot < count; ++slot) fill_slot(slot, now);
+  rearm_timer();
+  return true;
+}
+
+// --- Reload ----------------------------------------------------------------------
+
+void Supervisor::reload(std::uint64_t now) {
+  if (phase_ == MasterPhase::reloading) {
+    PF_LOG_NOTICE("reload requested while generation %u is starting: it will follow", starting_);
+    reload_pending_ = true;
+    return;
+  }
+  if (phase_ != MasterPhase::running) return;
+  begin_generation(now);
   rearm_timer();
 }
 
-void Supervisor::spawn_slot(int index, std::uint64_t now) {
-  Slot& slot = slots_[index];
-  pid_t pid = control_.spawn(index, generation_);
-  if (pid <= 0) {
-    PF_LOG_ERROR("slot %d: could not start a worker", index);
-    ++slot.failures;
-    schedule_restart(index, now);
-    return;
+bool Supervisor::begin_generation(std::uint64_t now) {
+  unsigned generation = next_generation_++;
+  int count = control_.prepare_generation(generation);
+  if (count <= 0) {
+    ++reloads_failed_;
+    PF_LOG_ERROR("reload failed: generation %u keeps serving", serving_);
+    return false;
   }
-  slot.state = SlotState::starting;
-  slot.pid = pid;
-  slot.generation = generation_;
-  slot.started_ms = now;
+  phase_ = MasterPhase::reloading;
+  starting_ = generation;
+  starting_count_ = count;
+  start_due_ms_ = now + options_.start_timeout_ms;
+  PF_LOG_NOTICE("reload: starting generation %u with %d worker(s)", generation, count);
+  for (int slot = 0; slot < count; ++slot) {
+    pid_t pid = control_.spawn(slot, generation);
+    if (pid <= 0) {
+      abandon("could not start a worker for slot " + std::to_string(slot), now);
+      return false;
+    }
+    workers_[pid] = WorkerInfo{pid, slot, generation, WorkerState::starting, now, now, 0, false};
+  }
+  return true;
 }
 
-void Supervisor::schedule_restart(int index, std::uint64_t now) {
-  Slot& slot = slots_[index];
-  slot.pid = 0;
-  std::uint64_t delay = restart_delay_ms(options_.backoff, slot.failures);
-  if (slot.failures >= options_.backoff.crash_loop_after) {
-    PF_LOG_ERROR("slot %d: crash loop: %u consecutive failures; next start in %llu ms", index,
-                 slot.failures, static_cast<unsigned long long>(delay));
+void Supervisor::promote(std::uint64_t now) {
+  unsigned old = serving_;
+  serving_ = starting_;
+  starting_ = 0;
+  slots_.assign(static_cast<std::size_t>(starting_count_), SlotInfo{});
+  for (auto& [pid, worker] : workers_)
+    if (worker.generation == serving_) slots_[worker.slot].pid = pid;
+  ++reloads_ok_;
+  phase_ = MasterPhase::running;
+  PF_LOG_NOTICE("generation %u: all %d workers ready; retiring generation %u", serving_, starting_count_, old);
+  // Steering first: a slot that will have no successor must stop receiving before it retires.
+  control_.serving(serving_, starting_count_);
+  for (auto& [pid, worker] : workers_)
+    if (worker.generation != serving_ && worker.state != WorkerState::retiring)
+      retire_worker(worker, worker.slot < starting_count_, now);
+  check_generation_gone(old);
+  control_.generation_ready(serving_);
+  after_reload(now);
+}
+
+void Supervisor::abandon(const std::string& why, std::uint64_t now) {
+  unsigned generation = starting_;
+  ++reloads_failed_;
+  PF_LOG_ERROR("reload to generation %u failed: %s; generation %u keeps serving", generation, why.c_str(), serving_);
+  for (auto& [pid, worker] : workers_)
+    if (worker.generation == generation && !worker.killed) kill_worker(worker, "its generation was abandoned");
+  starting_ = 0;
+  phase_ = MasterPhase::running;
+  check_generation_gone(generation);
+  after_reload(now);
+}
+
+void Supervisor::after_reload(std::uint64_t now) {
+  if (reload_pending_) {
+    reload_pending_ = false;
+    // A queued reload that cannot start leaves us running: pending scaling applies now.
+    if (begin_generation(now)) return;
+  }
+  while (scale_pending_ != 0 && phase_ == MasterPhase::running) {
+    int step = scale_pending_ > 0 ? 1 : -1;
+    scale_pending_ -= step;
+    scale(step, now);
+  }
+}
+
+// --- Scaling -------------------------------------------------------------------
+
+void Supervisor::scale(int delta, std::uint64_t now) {
+  if (phase_ == MasterPhase::reloading) {
+    scale_pending_ += delta;
+    return;
+  }
+  if (phase_ != MasterPhase::running || delta == 0) return;
+  if (delta > 0) {
+    slots_.emplace_back();
+    int slot = static_cast<int>(slots_.size()) - 1;
+    PF_LOG_NOTICE("scaling up: slot %d added to generation %u", slot, serving_);
+    control_.serving(serving_, static_cast<int>(slots_.size()));
+    fill_slot(slot, now);
+  } else {
+    if (slots_.size() <= 1) {
+      PF_LOG_WARN("scaling down: already at one worker");
+      return;
+    }
+    SlotInfo last = slots_.back();
+    slots_.pop_back();
+    PF_LOG_NOTICE("scaling down: slot %zu leaves generation %u", slots_.size(), serving_);
+    control_.serving(serving_, static_cast<int>(slots_.size()));
+    if (auto it = workers_.find(last.pid); last.pid != 0 && it != workers_.end())
+      retire_worker(it->second, /*successor=*/false, now);
+  }
+  rearm_timer();
+}
+
+// --- Workers -------------------------------------------------------------------
+
+void Supervisor::fill_slot(int slot, std::uint64_t now) {
+  pid_t pid = control_.spawn(slot, serving_);
+  if (pid <= 0) {
+    PF_LOG_ERROR("slot %d: could not start a worker", slot);
+    ++slots_[slot].failures;
+    schedule_restart(slot, now);
+    return;
+  }
+  slots_[slot].pid = pid;
+  workers_[pid] = WorkerInfo{pid, slot, serving_, WorkerState::starting, now, now, 0, false};
+}
+
+void Supervisor::schedule_restart(int slot, std::uint64_t now) {
+  SlotInfo& info = slots_[slot];
+  info.pid = 0;
+  std::uint64_t delay = restart_delay_ms(options_.backoff, info.failures);
+  if (info.failures >= options_.backoff.crash_loop_after) {
+    PF_LOG_ERROR("slot %d: crash loop: %u consecutive failures; next start in %llu ms", slot, info.failures,
+                 ull(delay));
   }
   if (delay == 0) {
-    ++slot.restarts;
-    spawn_slot(index, now);
+    ++info.restarts;
+    fill_slot(slot, now);
     return;
   }
-  slot.state = SlotState::backing_off;
-  slot.restart_due_ms = now + delay;
+  info.restart_due_ms = now + delay;
 }
 
-int Supervisor::slot_of(pid_t pid) const {
-  for (std::size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].pid == pid && slots_[i].state != SlotState::empty &&
-        slots_[i].state != SlotState::backing_off)
-      return static_cast<int>(i);
+void Supervisor::retire_worker(WorkerInfo& worker, bool successor, std::uint64_t now) {
+  worker.state = WorkerState::retiring;
+  worker.kill_due_ms = now + options_.graceful_timeout_ms;
+  control_.retire(worker.pid, successor);
+}
+
+void Supervisor::kill_worker(WorkerInfo& worker, const char* why) {
+  PF_LOG_WARN("slot %d: killing worker %d of generation %u: %s", worker.slot, static_cast<int>(worker.pid),
+              worker.generation, why);
+  worker.killed = true;
+  control_.signal(worker.pid, SIGKILL);
+}
+
+void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
+  auto it = workers_.find(pid);
+  if (it == workers_.end() || it->second.state != WorkerState::starting) return;
+  WorkerInfo& worker = it->second;
+  worker.state = WorkerState::ready;
+  worker.last_seen_ms = now;
+  PF_LOG_INFO("slot %d: worker %d of generation %u ready", worker.slot, static_cast<int>(pid), worker.generation);
+  if (worker.generation == starting_) {
+    int ready = 0;
+    for (const auto& [p, w] : workers_) ready += (w.generation == starting_ && w.state == WorkerState::ready);
+    if (ready == starting_count_) promote(now);
+  } else if (worker.generation == serving_) {
+    bool all_ready = true;
+    for (const SlotInfo& slot : slots_) {
+      auto w = workers_.find(slot.pid);
+      all_ready = all_ready && slot.pid != 0 && w != workers_.end() && w->second.state == WorkerState::ready;
+    }
+    if (all_ready) {
+      PF_LOG_NOTICE("generation %u: all %zu workers ready", serving_, slots_.size());
+      control_.generation_ready(serving_);
+    }
   }
-  return -1;
+  rearm_timer();
 }
 
-bool Supervisor::all_ready() const {
-  for (const Slot& s : slots_)
-    if (s.state != SlotState::ready) return false;
-  return !slots_.empty();
-}
-
-std::size_t Supervisor::live_workers() const {
-  std::size_t n = 0;
-  for (const Slot& s : slots_) n += (s.state == SlotState::starting || s.state == SlotState::ready);
-  return n;
-}
-
-void Supervisor::worker_ready(pid_t pid, std::uint64_t) {
-  int index = slot_of(pid);
-  if (index < 0) return;
-  Slot& slot = slots_[index];
-  if (slot.state != SlotState::starting) return;
-  slot.state = SlotState::ready;
-  PF_LOG_INFO("slot %d: worker %d of generation %u ready", index, static_cast<int>(pid), slot.generation);
-  if (phase_ == MasterPhase::running && !announced_ready_ && all_ready()) {
-    announced_ready_ = true;
-    PF_LOG_NOTICE("generation %u: all %zu workers ready", generation_, slots_.size());
-  }
+void Supervisor::worker_heartbeat(pid_t pid, std::uint64_t now) {
+  if (auto it = workers_.find(pid); it != workers_.end()) it->second.last_seen_ms = now;
 }
 
 void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t now) {
-  int index = slot_of(pid);
-  if (index < 0) return;
-  Slot& slot = slots_[index];
-  bool stopping = phase_ == MasterPhase::draining || phase_ == MasterPhase::terminating;
-  if (stopping) {
-    PF_LOG_INFO("slot %d: worker %d exited (%s %d)", index, static_cast<int>(pid),
-                signal ? "signal" : "status", signal ? signal : status);
-    slot = Slot{};
-    check_stopped();
-    rearm_timer();
-    return;
+  auto it = workers_.find(pid);
+  if (it == workers_.end()) return;
+  WorkerInfo worker = it->second;
+  workers_.erase(it);
+  control_.worker_gone(pid);
+  std::string how = describe_exit(status, signal);
+
+  if (stopping() || worker.state == WorkerState::retiring || worker.killed) {
+    bool expected = stopping() || worker.state == WorkerState::retiring;
+    if (expected || worker.generation != serving_) {
+      PF_LOG_INFO("slot %d: worker %d of generation %u exited (%s)", worker.slot, static_cast<int>(pid),
+                  worker.generation, how.c_str());
+      check_generation_gone(worker.generation);
+      check_stopped();
+      rearm_timer();
+      return;
+    }
+    // A serving worker we killed (hung): replaced below like any crash.
   }
-  if (signal) {
-    PF_LOG_ERROR("slot %d: worker %d killed by signal %d (%s)", index, static_cast<int>(pid), signal,
-                 strsignal(signal));
+  if (worker.generation == starting_) {
+    abandon("worker " + std::to_string(pid) + " exited during start (" + how + ")", now);
+  } else if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
+             slots_[worker.slot].pid == pid) {
+    PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s)", worker.slot, static_cast<int>(pid), how.c_str());
+    SlotInfo& slot = slots_[worker.slot];
+    bool was_healthy = worker.state == WorkerState::ready &&
+                       now - worker.started_ms >= options_.backoff.healthy_after_ms;
+    slot.failures = was_healthy ? 1 : slot.failures + 1;
+    schedule_restart(worker.slot, now);
   } else {
-    PF_LOG_ERROR("slot %d: worker %d exited unexpectedly with status %d", index, static_cast<int>(pid), status);
+    check_generation_gone(worker.generation);
   }
-  bool was_healthy = slot.state == SlotState::ready && now - slot.started_ms >= options_.backoff.healthy_after_ms;
-  slot.failures = was_healthy ? 1 : slot.failures + 1;
-  schedule_restart(index, now);
   rearm_timer();
 }
 
+void Supervisor::check_generation_gone(unsigned generation) {
+  if (generation == serving_ || generation == starting_) return;
+  for (const auto& [pid, worker] : workers_)
+    if (worker.generation == generation) return;
+  control_.generation_gone(generation);
+}
+
+// --- Stop and time -----------------------------------------------------------------
+
 void Supervisor::stop(StopMode mode, std::uint64_t now) {
-  if (phase_ == MasterPhase::stopped || phase_ == MasterPhase::terminating) return;
+  if (phase_ == MasterPhase::idle || phase_ == MasterPhase::stopped || phase_ == MasterPhase::terminating) return;
   if (phase_ == MasterPhase::draining && mode == StopMode::graceful) return;
   phase_ = mode == StopMode::graceful ? MasterPhase::draining : MasterPhase::terminating;
-  PF_LOG_NOTICE("%s stop: %zu worker(s) to stop", mode == StopMode::graceful ? "graceful" : "fast",
-                live_workers());
-  for (Slot& slot : slots_)
-    if (slot.state == SlotState::backing_off) slot = Slot{};
-  signal_all(mode == StopMode::graceful ? SIGQUIT : SIGTERM);
+  starting_ = 0;
+  reload_pending_ = false;
+  scale_pending_ = 0;
+  PF_LOG_NOTICE("%s stop: %zu worker(s) to stop", mode == StopMode::graceful ? "graceful" : "fast", workers_.size());
+  for (auto& [pid, worker] : workers_) {
+    if (mode == StopMode::fast) {
+      control_.signal(pid, SIGTERM);
+    } else if (worker.state != WorkerState::retiring) {
+      control_.signal(pid, SIGQUIT);
+    }
+  }
   // Escalating from graceful to fast may bring the SIGKILL deadline forward, never
   // push it back, and never resend SIGKILL.
   std::uint64_t due = now + (mode == StopMode::graceful ? options_.graceful_timeout_ms : options_.fast_stop_timeout_ms);
-  if (kill_due_ms_ == 0 || due < kill_due_ms_) kill_due_ms_ = due;
+  if (stop_kill_due_ms_ == 0 || due < stop_kill_due_ms_) stop_kill_due_ms_ = due;
   check_stopped();
   rearm_timer();
 }
 
 void Supervisor::tick(std::uint64_t now) {
-  if (phase_ == MasterPhase::running) {
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-      Slot& slot = slots_[i];
-      if (slot.state == SlotState::backing_off && slot.restart_due_ms <= now) {
-        ++slot.restarts;
-        spawn_slot(static_cast<int>(i), now);
+  if (phase_ == MasterPhase::running || phase_ == MasterPhase::reloading) {
+    for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+      if (slots_[slot].pid == 0 && slots_[slot].restart_due_ms <= now) {
+        ++slots_[slot].restarts;
+        fill_slot(static_cast<int>(slot), now);
       }
     }
-  } else if ((phase_ == MasterPhase::draining || phase_ == MasterPhase::terminating) && !killed_ &&
-             kill_due_ms_ <= now) {
-    PF_LOG_WARN("stop timeout: killing %zu worker(s) still running", live_workers());
-    killed_ = true;
-    signal_all(SIGKILL);
+  }
+  if (phase_ == MasterPhase::reloading && now >= start_due_ms_) {
+    abandon("not ready within " + std::to_string(options_.start_timeout_ms) + " ms", now);
+  }
+  for (auto& [pid, worker] : workers_) {
+    if (worker.killed) continue;
+    if (worker.state == WorkerState::retiring && now >= worker.kill_due_ms && !stopping()) {
+      kill_worker(worker, "still draining after graceful_timeout");
+    } else if (worker.generation == serving_ && !stopping()) {
+      if (worker.state == WorkerState::starting && now - worker.started_ms >= options_.start_timeout_ms) {
+        kill_worker(worker, "not ready within the start timeout");
+      } else if (worker.state == WorkerState::ready && now - worker.last_seen_ms >= options_.worker_timeout_ms) {
+        std::string why = "no heartbeat for " + std::to_string(now - worker.last_seen_ms) + " ms";
+        kill_worker(worker, why.c_str());
+      }
+    }
+  }
+  if (stopping() && !stop_killed_ && now >= stop_kill_due_ms_) {
+    PF_LOG_WARN("stop timeout: killing %zu worker(s) still running", workers_.size());
+    stop_killed_ = true;
+    for (auto& [pid, worker] : workers_) control_.signal(pid, SIGKILL);
   }
   rearm_timer();
 }
 
-void Supervisor::signal_all(int signum) {
-  for (const Slot& slot : slots_)
-    if (slot.pid > 0 && (slot.state == SlotState::starting || slot.state == SlotState::ready))
-      control_.signal(slot.pid, signum);
-}
-
 void Supervisor::check_stopped() {
-  if (phase_ == MasterPhase::stopped || live_workers() > 0) return;
+  if (!stopping() || !workers_.empty()) return;
   phase_ = MasterPhase::stopped;
   control_.set_timer(0);
   control_.all_stopped();
 }
 
 void Supervisor::rearm_timer() {
+  if (phase_ == MasterPhase::stopped || phase_ == MasterPhase::idle) return control_.set_timer(0);
   std::uint64_t due = 0;
   auto consider = [&](std::uint64_t t) {
     if (due == 0 || t < due) due = t;
   };
-  if (phase_ == MasterPhase::running) {
-    for (const Slot& slot : slots_)
-      if (slot.state == SlotState::backing_off) consider(slot.restart_due_ms);
-  } else if ((phase_ == MasterPhase::draining || phase_ == MasterPhase::terminating) && !killed_) {
-    consider(kill_due_ms_);
+  if (stopping()) {
+    if (!stop_killed_) consider(stop_kill_due_ms_);
+  } else {
+    for (const SlotInfo& slot : slots_)
+      if (slot.pid == 0) consider(slot.restart_due_ms);
+    if (phase_ == MasterPhase::reloading) consider(start_due_ms_);
+    for (const auto& [pid, worker] : workers_) {
+      if (worker.killed) continue;
+      if (worker.state == WorkerState::retiring) consider(worker.kill_due_ms);
+      else if (worker.generation != serving_) continue;
+      else if (worker.state == WorkerState::starting) consider(worker.started_ms + options_.start_timeout_ms);
+      else consider(worker.last_seen_ms + options_.worker_timeout_ms);
+    }
   }
   control_.set_timer(due);
 }

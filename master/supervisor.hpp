@@ -1,18 +1,24 @@
 // The master's state machine, free of processes and clocks so it can be unit
-// tested: the master feeds it events (start, worker ready, worker exited, stop,
-// timer) with the current time, and it asks for actions through WorkerControl
-// (spawn, signal, arm the timer, exit).
+// tested: the master feeds it events (start, reload, scale, worker ready /
+// heartbeat / exited, stop, timer) with the current time, and it asks for actions
+// through WorkerControl (spawn, signal, retire, arm the timer, ...).
 //
-//   master:  running --stop(graceful)--> draining --all exited--> stopped
-//            running --stop(fast)-----> terminating --all exited--> stopped
-//            (a fast stop during draining escalates; past a deadline: SIGKILL)
-//   slot:    starting --ready--> ready --exit--> backing_off --timer--> starting
-//            (an exit while the master stops leaves the slot empty)
+//   master:  running --reload--> reloading --new generation all ready--> running
+//                                reloading --a new worker fails / start timeout--> running (old kept)
+//            running | reloading --stop(graceful)--> draining --all exited--> stopped
+//            running | reloading --stop(fast)-----> terminating --all exited--> stopped
+//   worker:  starting --ready--> ready --retire--> retiring --exit--> (gone)
+//   slot of the serving generation: a worker, or backing-off until its restart is due
+//
+// A reload requested while one is in progress is remembered and started as soon as
+// the current one ends (several coalesce into one), so none is lost and there are
+// never two half generations. Scaling (TTIN/TTOU) during a reload waits likewise.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,9 +29,23 @@ namespace preforkd {
 class WorkerControl {
  public:
   virtual ~WorkerControl() = default;
+  // Reads and validates the configuration for `generation`; returns its worker
+  // count, or 0 when it is invalid (the control logs why) and nothing may change.
+  virtual int prepare_generation(unsigned generation) = 0;
   // Starts a worker for slot in generation; returns its pid, or a negative error.
   virtual pid_t spawn(int slot, unsigned generation) = 0;
   virtual void signal(pid_t pid, int signum) = 0;
+  // Tells a worker to stop accepting, finish in-flight work and exit. successor:
+  // the same slot of the serving generation will poll the same sockets.
+  virtual void retire(pid_t pid, bool successor) = 0;
+  // `generation` now serves with `slots` slots; called before workers beyond them retire.
+  virtual void serving(unsigned generation, int slots) = 0;
+  // Every slot of the serving `generation` has a ready worker.
+  virtual void generation_ready(unsigned /*generation*/) {}
+  // A generation's workers are all gone, or it was abandoned before serving.
+  virtual void generation_gone(unsigned generation) = 0;
+  // A worker exited (after the supervisor has forgotten it).
+  virtual void worker_gone(pid_t pid) = 0;
   // Wake the supervisor (tick) at this time; 0 cancels. Replaces any earlier request.
   virtual void set_timer(std::uint64_t due_ms) = 0;
   // Every worker is gone after a stop: the master may exit.
@@ -33,63 +53,94 @@ class WorkerControl {
 };
 
 struct SupervisorOptions {
-  int workers = 1;
-  std::uint64_t graceful_timeout_ms = 30'000;
-  // After a fast stop, workers that ignore SIGTERM this long are killed.
-  std::uint64_t fast_stop_timeout_ms = 5'000;
+  std::uint64_t graceful_timeout_ms = 30'000;  // a retiring worker is killed after this
+  std::uint64_t fast_stop_timeout_ms = 5'000;  // after a fast stop, survivors are killed
+  std::uint64_t start_timeout_ms = 10'000;     // a new worker must be ready by then
+  std::uint64_t worker_timeout_ms = 30'000;    // a serving worker silent this long is killed
   BackoffPolicy backoff;
 };
 
-enum class MasterPhase { idle, running, draining, terminating, stopped };
-enum class SlotState { empty, starting, ready, backing_off };
+enum class MasterPhase { idle, running, reloading, draining, terminating, stopped };
+enum class WorkerState { starting, ready, retiring };
 enum class StopMode { graceful, fast };
 
-struct Slot {
-  SlotState state = SlotState::empty;
+struct WorkerInfo {
   pid_t pid = 0;
+  int slot = 0;
   unsigned generation = 0;
+  WorkerState state = WorkerState::starting;
   std::uint64_t started_ms = 0;
+  std::uint64_t last_seen_ms = 0;  // start, ready or last heartbeat
+  std::uint64_t kill_due_ms = 0;   // retiring: SIGKILL at this time
+  bool killed = false;
+};
+
+// A slot of the serving generation: who fills it, or when it will be filled again.
+struct SlotInfo {
+  pid_t pid = 0;                    // 0 while backing off
   std::uint64_t restart_due_ms = 0;
-  unsigned failures = 0;  // consecutive; reset once the worker has been healthy
-  unsigned restarts = 0;  // total, for status
+  unsigned failures = 0;            // consecutive; reset once a worker stayed up
+  unsigned restarts = 0;            // total, for status
 };
 
 std::string_view to_string(MasterPhase phase);
-std::string_view to_string(SlotState state);
+std::string_view to_string(WorkerState state);
 
 class Supervisor {
  public:
   Supervisor(WorkerControl& control, SupervisorOptions options);
 
-  void start(std::uint64_t now);
+  // Starts generation 1; false if its configuration cannot be prepared.
+  bool start(std::uint64_t now);
+  void reload(std::uint64_t now);
+  // +1 (TTIN) or -1 (TTOU) slot in the serving generation; never below one.
+  void scale(int delta, std::uint64_t now);
   void worker_ready(pid_t pid, std::uint64_t now);
+  void worker_heartbeat(pid_t pid, std::uint64_t now);
   // status: exit code if the worker exited, else -1; signal: terminating signal or 0.
   void worker_exited(pid_t pid, int status, int signal, std::uint64_t now);
   void stop(StopMode mode, std::uint64_t now);
   void tick(std::uint64_t now);
 
   MasterPhase phase() const { return phase_; }
-  unsigned generation() const { return generation_; }
-  const std::vector<Slot>& slots() const { return slots_; }
-  bool all_ready() const;
-  std::size_t live_workers() const;
+  unsigned serving_generation() const { return serving_; }
+  unsigned starting_generation() const { return starting_; }
+  const std::vector<SlotInfo>& slots() const { return slots_; }
+  const std::map<pid_t, WorkerInfo>& workers() const { return workers_; }
+  bool reload_pending() const { return reload_pending_; }
+  unsigned reloads_ok() const { return reloads_ok_; }
+  unsigned reloads_failed() const { return reloads_failed_; }
 
  private:
-  void spawn_slot(int index, std::uint64_t now);
-  void schedule_restart(int index, std::uint64_t now);
-  void signal_all(int signum);
-  void rearm_timer();
+  bool begin_generation(std::uint64_t now);
+  void promote(std::uint64_t now);
+  void abandon(const std::string& why, std::uint64_t now);
+  void after_reload(std::uint64_t now);
+  void fill_slot(int slot, std::uint64_t now);
+  void schedule_restart(int slot, std::uint64_t now);
+  void retire_worker(WorkerInfo& worker, bool successor, std::uint64_t now);
+  void kill_worker(WorkerInfo& worker, const char* why);
+  void check_generation_gone(unsigned generation);
   void check_stopped();
-  int slot_of(pid_t pid) const;
+  void rearm_timer();
+  bool stopping() const { return phase_ == MasterPhase::draining || phase_ == MasterPhase::terminating; }
 
   WorkerControl& control_;
   SupervisorOptions options_;
   MasterPhase phase_ = MasterPhase::idle;
-  unsigned generation_ = 0;
-  std::vector<Slot> slots_;
-  bool announced_ready_ = false;
-  std::uint64_t kill_due_ms_ = 0;  // while stopping: when survivors get SIGKILL
-  bool killed_ = false;
+  unsigned serving_ = 0;       // the generation whose slots are filled and restarted
+  unsigned starting_ = 0;      // a reload's generation, until all its workers are ready
+  int starting_count_ = 0;
+  std::uint64_t start_due_ms_ = 0;
+  unsigned next_generation_ = 1;
+  std::vector<SlotInfo> slots_;
+  std::map<pid_t, WorkerInfo> workers_;
+  bool reload_pending_ = false;
+  int scale_pending_ = 0;
+  unsigned reloads_ok_ = 0;
+  unsigned reloads_failed_ = 0;
+  std::uint64_t stop_kill_due_ms_ = 0;
+  bool stop_killed_ = false;
 };
 
 }  // namespace preforkd

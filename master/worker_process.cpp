@@ -15,7 +15,7 @@ namespace preforkd {
 WorkerProcess::WorkerProcess(uv_loop_t* loop, Events& events)
     : loop_(loop), events_(events), process_(this), pipe_(this) {}
 
-pid_t WorkerProcess::spawn(const std::string& exe, const ipc::Start& start) {
+pid_t WorkerProcess::spawn(const std::string& exe, ipc::Start start, const std::vector<int>& listener_fds) {
   int rc = uv_pipe_init(loop_, pipe_.get(), /*ipc=*/1);
   if (rc != 0) {
     PF_LOG_ERROR("uv_pipe_init: %s", uv_strerror(rc));
@@ -29,7 +29,8 @@ pid_t WorkerProcess::spawn(const std::string& exe, const ipc::Start& start) {
   // argv[0] is the title ps shows; slot and generation follow for the operator.
   const char* args[] = {"preforkd: worker", "--worker", "--slot", slot.c_str(), "--generation",
                         generation.c_str(), "--master-pid", master_pid.c_str(), nullptr};
-  uv_stdio_container_t stdio[4];
+  constexpr int kFirstListenerFd = 4;
+  std::vector<uv_stdio_container_t> stdio(kFirstListenerFd + listener_fds.size());
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;
   stdio[1].data.fd = STDOUT_FILENO;
@@ -37,13 +38,21 @@ pid_t WorkerProcess::spawn(const std::string& exe, const ipc::Start& start) {
   stdio[2].data.fd = STDERR_FILENO;
   stdio[3].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE);
   stdio[3].data.stream = pipe_.stream();
+  // The slot's sockets: dup2'd into place in the child, so they survive exec there
+  // while staying close-on-exec here.
+  start.listener_fds.clear();
+  for (std::size_t i = 0; i < listener_fds.size(); ++i) {
+    stdio[kFirstListenerFd + i].flags = UV_INHERIT_FD;
+    stdio[kFirstListenerFd + i].data.fd = listener_fds[i];
+    start.listener_fds.push_back(static_cast<std::int32_t>(kFirstListenerFd + i));
+  }
 
   uv_process_options_t options{};
   options.file = exe.c_str();
   options.args = const_cast<char**>(args);
   options.exit_cb = on_exit;
-  options.stdio = stdio;
-  options.stdio_count = 4;
+  options.stdio = stdio.data();
+  options.stdio_count = static_cast<int>(stdio.size());
 
   rc = uv_spawn(loop_, process_.get(), &options);
   // uv_spawn initialises the handle even when it fails, so it must be closed either way.

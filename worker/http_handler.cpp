@@ -154,7 +154,10 @@ class HttpSession final : public StreamSession {
   // Decides what to do once no more whole requests can be answered right now.
   void after_parse() {
     if (closing_ || blocked()) return;
-    bool idle = input_.empty() && !in_message_;
+    // Idle means between requests of a connection that has had one: a connection
+    // that has not yet sent its first request is a client about to send it (it was
+    // accepted from the queue moments ago), not an idle keep-alive connection.
+    bool idle = input_.empty() && !in_message_ && answered_ > 0;
     if (peer_eof_ || (retiring_ && idle)) {
       // Nothing more will come (or we stop taking more): flush and say goodbye.
       closing_ = true;
@@ -166,6 +169,7 @@ class HttpSession final : public StreamSession {
 
   void respond() {
     ++stats_.requests;
+    ++answered_;
     in_message_ = false;
     bool keep_alive = http_should_keep_alive(&parser_) && !retiring_;
     auto method = static_cast<http_method>(parser_.method);
@@ -358,6 +362,7 @@ class HttpSession final : public StreamSession {
   std::string url_, field_, value_, if_modified_since_;
   bool last_was_value_ = false;
   bool in_message_ = false;
+  std::uint64_t answered_ = 0;  // requests answered on this connection
   bool peer_eof_ = false;
   bool retiring_ = false;
   bool closing_ = false;

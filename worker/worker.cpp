@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -32,7 +33,7 @@ constexpr std::uint64_t kHeartbeatIntervalMs = 1000;
 
 class Worker {
  public:
-  explicit Worker(uv_loop_t* loop) : loop_(loop), connections_(loop, stats_), ipc_(this), heartbeat_(this) {}
+  explicit Worker(uv_loop_t* loop) : loop_(loop), connections_(loop, stats_), ipc_(this), heartbeat_(this), linger_(this) {}
 
   int run(int ipc_fd) {
     if (!open_ipc(ipc_fd)) return 1;
@@ -107,13 +108,18 @@ class Worker {
   void handle(const ipc::Message& message) {
     if (auto* start = std::get_if<ipc::Start>(&message)) {
       if (state_ == State::waiting_for_start) begin_serving(*start);
-    } else if (std::holds_alternative<ipc::Retire>(message)) {
-      retire();
+    } else if (auto* retire_message = std::get_if<ipc::Retire>(&message)) {
+      retire(retire_message->linger_ms);
     }
   }
 
   void begin_serving(const ipc::Start& start) {
     log::set_identity("worker", static_cast<int>(start.slot), start.generation);
+    // Test hook for crash-loop tests: while the named file exists, workers die at once.
+    if (const char* path = std::getenv("PREFORKD_TEST_CRASH_IF_EXISTS"); path && ::access(path, F_OK) == 0) {
+      PF_LOG_ERROR("test hook: %s exists; exiting at once", path);
+      std::_Exit(70);
+    }
     try {
       config_ = parse_config(start.config_text, start.config_path);
     } catch (const ConfigError& e) {
@@ -123,8 +129,13 @@ class Worker {
     std::string error;
     log::set_level(config_.log.level);
     if (!log::open(config_.log.error_log, &error)) PF_LOG_ERROR("%s", error.c_str());
-    for (const auto& listener : config_.listeners) {
-      if (!open_listener(listener)) return fail(2);
+    if (start.listener_fds.size() != config_.listeners.size()) {
+      PF_LOG_ERROR("master passed %zu listener fds for %zu listeners", start.listener_fds.size(),
+                   config_.listeners.size());
+      return fail(2);
+    }
+    for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
+      if (!adopt_listener(config_.listeners[i], start.listener_fds[i])) return fail(2);
     }
     state_ = State::serving;
     start_heartbeat();
@@ -132,14 +143,10 @@ class Worker {
     PF_LOG_INFO("serving %zu listener(s)", config_.listeners.size());
   }
 
-  bool open_listener(const ListenerConfig& listener) {
-    std::string error;
+  // The socket was made by the master for this slot (SO_REUSEPORT, bound, listening)
+  // and inherited at `fd`; it outlives this worker and is handed to its successor.
+  bool adopt_listener(const ListenerConfig& listener, int fd) {
     Transport transport = is_datagram(listener.protocol) ? Transport::datagram : Transport::stream;
-    int fd = open_listen_socket(listener.address, transport, listener.backlog, &error);
-    if (fd < 0) {
-      PF_LOG_ERROR("listener %s: %s", listener.name.c_str(), error.c_str());
-      return false;
-    }
     int rc;
     if (transport == Transport::stream) {
       auto& tcp = tcp_listeners_.emplace_back(
@@ -181,17 +188,40 @@ class Worker {
   }
 
   // Graceful: no new connections; every connection finishes its current unit of
-  // work and closes; the process exits when the last one is gone.
-  void retire() {
+  // work and closes; the process exits when the last one is gone. With linger_ms
+  // the listeners keep accepting a little longer (see ipc::Retire).
+  void retire(std::uint32_t linger_ms = 0) {
     if (state_ == State::retiring || state_ == State::stopped) return;
     if (state_ == State::waiting_for_start) return stop_now("retired before start");
     state_ = State::retiring;
+    send(ipc::Draining{counters()});
+    connections_.on_empty([this] {
+      if (listeners_closed_) finish();
+    });
+    if (linger_ms == 0) {
+      close_listeners();
+    } else {
+      PF_LOG_INFO("retiring: listeners stay open %u ms for stragglers", linger_ms);
+      int rc = uv_timer_init(loop_, linger_.get());
+      if (rc == 0) {
+        linger_.mark_initialized();
+        rc = uv_timer_start(linger_.get(), [](uv_timer_t* t) { owner_of<Worker>(t)->close_listeners(); }, linger_ms, 0);
+      }
+      if (rc != 0) {
+        PF_LOG_ERROR("linger timer: %s", uv_strerror(rc));
+        close_listeners();
+      }
+    }
+    connections_.retire_all();
+  }
+
+  void close_listeners() {
+    if (listeners_closed_) return;
+    listeners_closed_ = true;
     for (auto& l : tcp_listeners_) l->stop_accepting();
     for (auto& l : udp_listeners_) l->stop();
-    send(ipc::Draining{counters()});
+    linger_.reset();
     PF_LOG_INFO("retiring: %zu connection(s) to finish", connections_.size());
-    connections_.on_empty([this] { finish(); });
-    connections_.retire_all();
     if (connections_.size() == 0) finish();
   }
 
@@ -222,6 +252,7 @@ class Worker {
     for (auto& l : udp_listeners_) l->stop();
     udp_listeners_.clear();
     heartbeat_.reset();
+    linger_.reset();
     ipc_.reset();
     for (auto& s : signals_) s.reset();
   }
@@ -243,6 +274,8 @@ class Worker {
   std::vector<UvHandle<uv_signal_t>> signals_;
   UvHandle<uv_pipe_t> ipc_;
   UvHandle<uv_timer_t> heartbeat_;
+  UvHandle<uv_timer_t> linger_;
+  bool listeners_closed_ = false;
   ipc::Decoder decoder_;
 };
 

@@ -215,6 +215,7 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
   config << "workers = " << options_.workers << "\n"
          << "pid_file = \"" << pid_file_ << "\"\n"
          << "graceful_timeout = " << options_.graceful_timeout << "\n"
+         << "worker_timeout = " << options_.worker_timeout << "\n"
          << "[log]\nlevel = \"info\"\n\n"
          << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
          << "\"\nprotocol = \"http\"\nroot = \"www\"\n\n"
@@ -244,10 +245,13 @@ Preforkd::~Preforkd() {
   for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "uv_loop_close"})
     if (text.find(marker) != std::string::npos) ADD_FAILURE() << "preforkd logged \"" << marker << "\":\n" << text;
   std::vector<pid_t> workers = master_ > 0 ? worker_pids() : std::vector<pid_t>{};
-  if (master_ > 0 && !reaped_) {
-    kill(-master_, SIGKILL);  // the whole process group: master and workers
-    kill(master_, SIGKILL);
-    waitpid(master_, nullptr, 0);
+  if (master_ > 0) {
+    // The whole process group: master, workers, and a master that replaced it (USR2).
+    kill(-master_, SIGKILL);
+    if (!reaped_) {
+      kill(master_, SIGKILL);
+      waitpid(master_, nullptr, 0);
+    }
   }
   for (pid_t w : workers) {
     kill(w, SIGKILL);
@@ -268,6 +272,7 @@ bool Preforkd::start(Millis timeout, std::string* why) {
     dup2(log, STDERR_FILENO);
     // Nothing of the test process (listening sockets of other tests...) leaks in.
     for (int fd = 3; fd < 1024; ++fd) close(fd);
+    if (!options_.crash_if_exists.empty()) setenv("PREFORKD_TEST_CRASH_IF_EXISTS", options_.crash_if_exists.c_str(), 1);
     execl(PREFORKD_BINARY, "preforkd", "-c", config_path_.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -314,6 +319,28 @@ bool Preforkd::wait_workers(std::size_t n, Millis timeout) const {
     std::this_thread::sleep_for(10ms);
   } while (std::chrono::steady_clock::now() < deadline);
   return false;
+}
+
+void Preforkd::set_workers(int workers) {
+  std::string config = read_file(config_path_);
+  auto start = config.find("workers = ");
+  auto end = config.find('\n', start);
+  config.replace(start, end - start, "workers = " + std::to_string(workers));
+  write_file(config_path_, config);
+}
+
+double Preforkd::master_cpu_seconds() const {
+  std::string stat = read_file("/proc/" + std::to_string(master_) + "/stat");
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close_paren + 2));
+  std::string field;
+  unsigned long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoul(field);
+    if (i == 15) stime = std::stoul(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 int Preforkd::run_cli(const std::string& args, std::string* output) const {

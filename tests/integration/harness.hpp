@@ -42,6 +42,8 @@ struct ServerOptions {
   double graceful_timeout = 10;
   bool ipv6 = false;        // also an http and udp-echo listener on [::1]
   std::string extra_config; // appended verbatim
+  double worker_timeout = 30;
+  std::string crash_if_exists;  // PREFORKD_TEST_CRASH_IF_EXISTS for the workers
 };
 
 class Preforkd {
@@ -64,6 +66,10 @@ class Preforkd {
   bool wait_log(const std::string& needle, Millis timeout, std::size_t count = 1) const;
   // Waits until the master has exactly n children.
   bool wait_workers(std::size_t n, Millis timeout) const;
+  // Rewrites the config with a different worker count (for reload tests).
+  void set_workers(int workers);
+  // Seconds of CPU (user + system) the master has used so far.
+  double master_cpu_seconds() const;
   // Runs the binary with extra arguments against this server's config.
   int run_cli(const std::string& args, std::string* output = nullptr) const;
 

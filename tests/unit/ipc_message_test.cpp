@@ -73,13 +73,14 @@ std::string big_config_text(std::size_t size) {
 
 std::vector<Message> sample_messages() {
   return {
-      Start{7, 3, "/etc/preforkd/preforkd.toml", "workers = 4\n[[listen]]\nport = 8080\n"},
+      Start{7, 3, "/etc/preforkd/preforkd.toml", "workers = 4\n[[listen]]\nport = 8080\n", {3, 4, 17}},
       Ready{},
       Heartbeat{Counters{1, 2, 3}},
       Retire{},
+      Retire{2'500},
       Draining{Counters{0xfedcba9876543210ull, 42, std::numeric_limits<std::uint64_t>::max()}},
       Heartbeat{Counters{100, 0, 7}},
-      Start{1, 0, "", ""},
+      Start{1, 0, "", "", {}},
   };
 }
 
@@ -91,13 +92,14 @@ std::string encode_all(const std::vector<Message>& messages) {
 
 // --- encoding ------------------------------------------------------------------
 
+TEST(IpcMessageTest, ProtocolVersionIsTwo) { EXPECT_EQ(kVersion, 2); }
+
 TEST(IpcMessageTest, EncodesHeaderLittleEndian) {
-  EXPECT_EQ(encode(Ready{}), std::string("\x01\x02\x00\x00\x00\x00\x00\x00", 8));
-  EXPECT_EQ(encode(Retire{}), std::string("\x01\x04\x00\x00\x00\x00\x00\x00", 8));
+  EXPECT_EQ(encode(Ready{}), std::string("\x02\x02\x00\x00\x00\x00\x00\x00", 8));
 
   const std::string hb = encode(Heartbeat{Counters{0x0102030405060708ull, 1, 0}});
   ASSERT_EQ(hb.size(), kHeaderSize + 24);
-  EXPECT_EQ(hb.substr(0, 8), std::string("\x01\x03\x00\x00\x18\x00\x00\x00", 8));
+  EXPECT_EQ(hb.substr(0, 8), std::string("\x02\x03\x00\x00\x18\x00\x00\x00", 8));
   EXPECT_EQ(hb.substr(8, 8), std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8));
   EXPECT_EQ(hb.substr(16, 8), le64(1));
   EXPECT_EQ(hb.substr(24, 8), le64(0));
@@ -106,16 +108,32 @@ TEST(IpcMessageTest, EncodesHeaderLittleEndian) {
   EXPECT_EQ(static_cast<std::uint8_t>(dr[1]), static_cast<std::uint8_t>(Type::draining));
 }
 
+TEST(IpcMessageTest, EncodesRetireWithLingerAsU32) {
+  EXPECT_EQ(encode(Retire{}), std::string("\x02\x04\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00", 12));
+  EXPECT_EQ(encode(Retire{0x0a0b0c0d}),
+            std::string("\x02\x04\x00\x00\x04\x00\x00\x00\x0d\x0c\x0b\x0a", 12));
+  EXPECT_EQ(encode(Retire{1500}), frame(kVersion, static_cast<std::uint8_t>(Type::retire), le32(1500)));
+}
+
 TEST(IpcMessageTest, EncodesStartPayloadLayout) {
-  const std::string f = encode(Start{0x11223344, 5, "ab", "xyz"});
-  const std::string payload = le32(0x11223344) + le32(5) + le32(2) + "ab" + le32(3) + "xyz";
+  // No listener fds: the count is still there.
+  const std::string f = encode(Start{0x11223344, 5, "ab", "xyz", {}});
+  const std::string payload = le32(0x11223344) + le32(5) + le32(2) + "ab" + le32(3) + "xyz" + le32(0);
   EXPECT_EQ(f, frame(kVersion, static_cast<std::uint8_t>(Type::start), payload));
+}
+
+TEST(IpcMessageTest, EncodesStartListenerFdsAfterConfigText) {
+  const std::string f = encode(Start{2, 1, "p", "t", {3, 0x01020304, -1}});
+  const std::string payload =
+      le32(2) + le32(1) + le32(1) + "p" + le32(1) + "t" + le32(3) + le32(3) + le32(0x01020304) + le32(0xffffffffu);
+  EXPECT_EQ(f, frame(kVersion, static_cast<std::uint8_t>(Type::start), payload));
+  EXPECT_EQ(f.substr(0, 8), std::string("\x02\x01\x00\x00\x22\x00\x00\x00", 8));  // 34-byte payload
 }
 
 // --- round trips ---------------------------------------------------------------
 
 TEST(IpcMessageTest, RoundTripsStartWithLargeConfigText) {
-  Start start{123456, 17, "/srv/conf/preforkd.toml", big_config_text(300'000)};
+  Start start{123456, 17, "/srv/conf/preforkd.toml", big_config_text(300'000), {5, 6}};
   std::string error;
   auto m = decode_one(encode(start), &error);
   ASSERT_TRUE(m.has_value()) << error;
@@ -125,19 +143,36 @@ TEST(IpcMessageTest, RoundTripsStartWithLargeConfigText) {
   EXPECT_EQ(got.slot, 17u);
   EXPECT_EQ(got.config_path, start.config_path);
   EXPECT_EQ(got.config_text.size(), start.config_text.size());
+  EXPECT_EQ(got.listener_fds, (std::vector<std::int32_t>{5, 6}));
   EXPECT_TRUE(got == start);
 }
 
 TEST(IpcMessageTest, RoundTripsStartWithEmptyStrings) {
-  Start start{0, 0, "", ""};
+  Start start{0, 0, "", "", {}};
   auto m = decode_one(encode(start), nullptr);
   ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(*m, Message(start));
+  EXPECT_TRUE(std::get<Start>(*m).listener_fds.empty());
+}
+
+TEST(IpcMessageTest, RoundTripsStartWithListenerFds) {
+  std::vector<std::int32_t> fds;
+  for (std::int32_t fd = 3; fd < 3 + 64; ++fd) fds.push_back(fd);
+  fds.push_back(-1);
+  fds.push_back(std::numeric_limits<std::int32_t>::max());
+  fds.push_back(std::numeric_limits<std::int32_t>::min());
+  Start start{9, 2, "/c.toml", "[[listen]]\n", fds};
+  std::string error;
+  auto m = decode_one(encode(start), &error);
+  ASSERT_TRUE(m.has_value()) << error;
+  ASSERT_TRUE(std::holds_alternative<Start>(*m));
+  EXPECT_EQ(std::get<Start>(*m).listener_fds, fds);
   EXPECT_EQ(*m, Message(start));
 }
 
 TEST(IpcMessageTest, RoundTripsStartWithMaximalFields) {
   Start start{std::numeric_limits<std::uint32_t>::max(), std::numeric_limits<std::uint32_t>::max(),
-              std::string("p\0ath", 5), std::string("\0\xff\n", 3)};
+              std::string("p\0ath", 5), std::string("\0\xff\n", 3), {std::numeric_limits<std::int32_t>::max()}};
   auto m = decode_one(encode(start), nullptr);
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(*m, Message(start));
@@ -160,9 +195,12 @@ TEST(IpcMessageTest, RoundTripsHeartbeat) {
 }
 
 TEST(IpcMessageTest, RoundTripsRetire) {
-  auto m = decode_one(encode(Retire{}), nullptr);
-  ASSERT_TRUE(m.has_value());
-  EXPECT_TRUE(std::holds_alternative<Retire>(*m));
+  for (std::uint32_t linger : {0u, 1u, 3'000u, std::numeric_limits<std::uint32_t>::max()}) {
+    auto m = decode_one(encode(Retire{linger}), nullptr);
+    ASSERT_TRUE(m.has_value()) << linger;
+    ASSERT_TRUE(std::holds_alternative<Retire>(*m));
+    EXPECT_EQ(std::get<Retire>(*m).linger_ms, linger);
+  }
 }
 
 TEST(IpcMessageTest, RoundTripsDraining) {
@@ -176,8 +214,8 @@ TEST(IpcMessageTest, RoundTripsDraining) {
 // The largest payload the decoder accepts is exactly kMaxPayload bytes.
 TEST(IpcMessageTest, RoundTripsStartOfExactlyMaxPayload) {
   const std::string path = "/p.toml";
-  const std::size_t fixed = 4 + 4 + 4 + path.size() + 4;
-  Start start{2, 1, path, std::string(kMaxPayload - fixed, 'x')};
+  const std::size_t fixed = 4 + 4 + 4 + path.size() + 4 + 4 + 2 * 4;  // ... + fd count + 2 fds
+  Start start{2, 1, path, std::string(kMaxPayload - fixed, 'x'), {7, 8}};
   const std::string f = encode(start);
   ASSERT_EQ(f.size(), kHeaderSize + kMaxPayload);
   std::string error;
@@ -190,8 +228,8 @@ TEST(IpcMessageTest, RoundTripsStartOfExactlyMaxPayload) {
 // produces a frame that the other side rejects.
 TEST(IpcMessageTest, EncodedStartOneByteOverMaxPayloadIsRejected) {
   const std::string path = "/p.toml";
-  const std::size_t fixed = 4 + 4 + 4 + path.size() + 4;
-  Start start{2, 1, path, std::string(kMaxPayload - fixed + 1, 'x')};
+  const std::size_t fixed = 4 + 4 + 4 + path.size() + 4 + 4;
+  Start start{2, 1, path, std::string(kMaxPayload - fixed + 1, 'x'), {}};
   Decoder d;
   std::string error;
   feed(d, encode(start));
@@ -259,7 +297,7 @@ TEST(IpcMessageTest, DecodesFramesSplitAcrossFeedsAtOddBoundaries) {
 // frame is pending.
 TEST(IpcMessageTest, DecodesManyLargeFramesWithPartialTail) {
   std::vector<Message> messages;
-  for (std::uint32_t i = 0; i < 6; ++i) messages.push_back(Start{i, i, "/c", std::string(40'000 + i, char('a' + i))});
+  for (std::uint32_t i = 0; i < 6; ++i) messages.push_back(Start{i, i, "/c", std::string(40'000 + i, char('a' + i)), {std::int32_t(i)}});
   const std::string bytes = encode_all(messages);
   const std::size_t split = bytes.size() - 1'000;  // inside the last frame
   Decoder d;
@@ -312,11 +350,13 @@ void expect_rejected(const std::string& bytes, const char* what) {
 
 TEST(IpcMessageTest, RejectsWrongVersion) {
   std::string f = encode(Ready{});
-  f[0] = 2;
-  expect_rejected(f, "version 2");
+  f[0] = 1;
+  expect_rejected(f, "version 1 (before listener fds and linger)");
+  f[0] = 3;
+  expect_rejected(f, "version 3");
   f[0] = 0;
   expect_rejected(f, "version 0");
-  f = encode(Start{1, 1, "a", "b"});
+  f = encode(Start{1, 1, "a", "b", {}});
   f[0] = static_cast<char>(0xff);
   expect_rejected(f, "version 255");
 }
@@ -374,18 +414,59 @@ TEST(IpcMessageTest, RejectsTruncatedFixedFields) {
   expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::heartbeat), std::string(23, '\0')),
                   "heartbeat 23 bytes");
   expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::draining), ""), "draining empty");
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::retire), ""), "retire without linger");
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::retire), "xyz"), "retire 3 bytes");
+}
+
+// A version-1 Start payload (no fd count after the config text) is malformed now.
+TEST(IpcMessageTest, RejectsStartWithoutListenerFdCount) {
+  const std::string payload = le32(1) + le32(0) + le32(2) + "ab" + le32(3) + "xyz";
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), payload), "no fd count");
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), payload + "\x01\x00"), "short fd count");
+}
+
+// A hostile count must be refused before anything is reserved for it.
+TEST(IpcMessageTest, RejectsStartWithHostileListenerFdCount) {
+  const std::string head = le32(1) + le32(0) + le32(2) + "ab" + le32(3) + "xyz";
+  for (std::uint32_t count : {0xffffffffu, 0x40000000u, 1'000'000u}) {
+    expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), head + le32(count) + le32(3)),
+                    "huge fd count");
+  }
+}
+
+TEST(IpcMessageTest, RejectsStartWhoseFdsOverrunThePayload) {
+  const std::string head = le32(1) + le32(0) + le32(2) + "ab" + le32(3) + "xyz";
+  // Three fds announced, two present.
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), head + le32(3) + le32(4) + le32(5)),
+                  "one fd short");
+  // A partial fd.
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), head + le32(1) + "\x04\x00"),
+                  "half an fd");
+  // A count below payload/4 but above what remains after the strings.
+  const std::string payload = head + le32(6) + le32(4);
+  ASSERT_LE(6u, payload.size() / 4);
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), payload), "count beyond remaining");
+  // And the exact count is fine.
+  Decoder d;
+  std::string error;
+  feed(d, frame(kVersion, static_cast<std::uint8_t>(Type::start), head + le32(2) + le32(4) + le32(5)));
+  auto m = d.next(&error);
+  ASSERT_TRUE(m.has_value()) << error;
+  EXPECT_EQ(*m, Message(Start{1, 0, "ab", "xyz", {4, 5}}));
 }
 
 TEST(IpcMessageTest, RejectsTrailingBytesInsideFrame) {
   expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::ready), "x"), "ready + 1");
-  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::retire), "xyz"), "retire + 3");
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::retire), le32(5) + "x"), "retire + 1");
   expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::heartbeat), std::string(25, '\0')),
                   "heartbeat 25 bytes");
   expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::draining), std::string(32, '\0')),
                   "draining 32 bytes");
 
-  std::string start = encode(Start{1, 2, "a", "b"}).substr(kHeaderSize) + "!";
+  std::string start = encode(Start{1, 2, "a", "b", {3}}).substr(kHeaderSize) + "!";
   expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), start), "start + 1");
+  std::string start3 = encode(Start{1, 2, "a", "b", {3}}).substr(kHeaderSize) + "!!!";
+  expect_rejected(frame(kVersion, static_cast<std::uint8_t>(Type::start), start3), "start + 3 (less than an fd)");
 }
 
 TEST(IpcMessageTest, FailedDecoderStaysFailed) {

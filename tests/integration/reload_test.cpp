@@ -1,0 +1,305 @@
+// Zero-downtime reload and supervision with the real binary under real load:
+// every connection and datagram sent during reload storms, scaling, and worker
+// deaths is checked, and the expected count of failures is zero.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "tests/integration/harness.hpp"
+#include "tests/integration/load_client.hpp"
+
+using namespace itest;
+
+namespace {
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+// Sends `reloads` SIGHUPs `gap` apart, each waiting for the previous generation to
+// be promoted first (so every reload is its own generation), while load runs.
+void reload_storm(Preforkd& server, int reloads, Millis gap, const std::function<void(int)>& before_each = {}) {
+  for (int i = 0; i < reloads; ++i) {
+    if (before_each) before_each(i);
+    ASSERT_TRUE(server.signal(SIGHUP));
+    ASSERT_TRUE(server.wait_log("retiring generation", 10s, static_cast<std::size_t>(i + 1)))
+        << "reload " << i + 1 << " did not complete\n" << server.log();
+    std::this_thread::sleep_for(gap);
+  }
+}
+
+void expect_only_generation(const Preforkd& server, int generation, std::size_t workers) {
+  ASSERT_TRUE(server.wait_workers(workers, 15s)) << server.log();
+  for (pid_t w : server.worker_pids()) {
+    std::string cmd = read_file("/proc/" + std::to_string(w) + "/cmdline");
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    EXPECT_NE(cmd.find("--generation " + std::to_string(generation) + " "), std::string::npos)
+        << "leftover worker " << w << ": " << cmd;
+  }
+}
+
+TEST(Reload, StormUnderHttpTcpAndUdpLoadLosesNothing) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
+  LoadClient echo(LoadClient::Kind::tcp_echo, "127.0.0.1", server.echo_port(), 1);
+  LoadClient udp(LoadClient::Kind::udp_echo, "127.0.0.1", server.echo_port(), 1);
+  reload_storm(server, 50, 100ms);
+  std::this_thread::sleep_for(200ms);
+  http.stop();
+  echo.stop();
+  udp.stop();
+  std::cout << "[ figures  ] 50 reloads: http " << http.ok() << " ok / " << http.errors() << " failed, tcp-echo "
+            << echo.ok() << " / " << echo.errors() << ", udp-echo " << udp.ok() << " / " << udp.errors() << "\n";
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_EQ(echo.errors(), 0) << echo.error_sample();
+  EXPECT_EQ(udp.errors(), 0) << udp.error_sample();
+  EXPECT_GT(http.ok(), 500);
+  EXPECT_GT(echo.ok(), 100);
+  EXPECT_GT(udp.ok(), 100);
+  EXPECT_EQ(count_of(server.log(), "retiring generation"), 50u);
+  expect_only_generation(server, 51, 2);
+}
+
+// Every reload changes the worker count 2 <-> 3: slot 2's socket joins and leaves
+// its reuseport group each time, steered away before it closes.
+TEST(Reload, StormAlternatingWorkerCountLosesNothing) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
+  LoadClient udp(LoadClient::Kind::udp_echo, "127.0.0.1", server.echo_port(), 1);
+  reload_storm(server, 30, 100ms, [&](int i) { server.set_workers(i % 2 == 0 ? 3 : 2); });
+  std::this_thread::sleep_for(500ms);
+  http.stop();
+  udp.stop();
+  std::cout << "[ figures  ] 30 reloads 2<->3: http " << http.ok() << " ok / " << http.errors() << " failed, udp "
+            << udp.ok() << " / " << udp.errors() << "\n";
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_EQ(udp.errors(), 0) << udp.error_sample();
+  EXPECT_GT(http.ok(), 300);
+  expect_only_generation(server, 31, 2);
+}
+
+TEST(Reload, BadConfigChangesNothingAndTheNextGoodOneWorks) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  auto before = server.worker_pids();
+  std::sort(before.begin(), before.end());
+  std::string good = read_file(server.config_path());
+  write_file(server.config_path(), good + "\n[[listen]]\naddress = \"127.0.0.1:1\"\nprotocol = \"smtp\"\n");
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 1);
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("reload failed", 5s)) << server.log();
+  std::smatch where;
+  std::string log = server.log();
+  EXPECT_TRUE(std::regex_search(log, where, std::regex(R"(preforkd\.toml:\d+:\d+: listen\[4\]\.protocol: unknown protocol)")))
+      << log;
+  std::this_thread::sleep_for(300ms);
+  auto after = server.worker_pids();
+  std::sort(after.begin(), after.end());
+  EXPECT_EQ(after, before) << "the serving generation was touched";
+  // A listener whose port is taken fails the reload the same way.
+  write_file(server.config_path(), good);
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("generation 3: all 2 workers ready; retiring generation 1", 10s)) << server.log();
+  http.stop();
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_GT(http.ok(), 10);
+  expect_only_generation(server, 3, 2);
+}
+
+// A reload whose workers never become ready is abandoned; the old ones serve on.
+TEST(Reload, AGenerationThatCannotStartIsAbandoned) {
+  std::string flag = "/tmp/preforkd-itest-crash-" + std::to_string(getpid());
+  Preforkd server({.workers = 2, .crash_if_exists = flag});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  auto before = server.worker_pids();
+  std::sort(before.begin(), before.end());
+  write_file(flag, "");
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("reload to generation 2 failed", 5s)) << server.log();
+  unlink(flag.c_str());
+  std::this_thread::sleep_for(200ms);
+  auto after = server.worker_pids();
+  std::sort(after.begin(), after.end());
+  EXPECT_EQ(after, before);
+  auto r = http_get(server.http_port(), "/hello.txt");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+// Reloads sent faster than generations can start are coalesced, never lost: the
+// last one always leads to a generation that serves the file as it was last written.
+TEST(Reload, ReloadsDuringAReloadAreCoalescedNotLost) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(server.signal(SIGHUP));
+  server.set_workers(3);
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("all 3 workers ready; retiring generation", 10s)) << server.log();
+  ASSERT_TRUE(server.wait_workers(3, 10s)) << server.log();
+  EXPECT_GE(count_of(server.log(), "it will follow"), 1u) << server.log();
+}
+
+TEST(Supervision, KilledWorkerUnderLoadIsReplacedQuickly) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
+  std::this_thread::sleep_for(300ms);
+  long total_errors = 0;
+  std::vector<double> replace_ms;
+  for (int round = 0; round < 5; ++round) {
+    auto workers = server.worker_pids();
+    ASSERT_EQ(workers.size(), 2u);
+    std::size_t ready_lines = count_of(server.log(), "ready");
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(kill(workers[0], SIGKILL), 0);
+    ASSERT_TRUE(server.wait_log("ready", 5s, ready_lines + 1)) << server.log();
+    replace_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    // Longer than healthy_after (1 s): each kill hits a healthy worker, restarted at once.
+    std::this_thread::sleep_for(1200ms);
+  }
+  http.stop();
+  total_errors = http.errors();
+  std::sort(replace_ms.begin(), replace_ms.end());
+  std::cout << "[ figures  ] kill -9 of a worker: replacement ready in " << replace_ms.front() << " .. "
+            << replace_ms.back() << " ms (median " << replace_ms[2] << "); failed requests " << total_errors << " of "
+            << http.ok() + total_errors << "\n";
+  EXPECT_LT(replace_ms[2], 100.0) << "median time to a serving replacement";
+  // Only connections the killed worker had already accepted can fail: at most the
+  // two client threads' in-flight requests per kill.
+  EXPECT_LE(total_errors, 2 * 5) << http.error_sample();
+}
+
+TEST(Supervision, AStoppedWorkerIsReplacedAfterWorkerTimeout) {
+  Preforkd server({.workers = 2, .worker_timeout = 1});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  pid_t victim = server.worker_pids().at(0);
+  ASSERT_EQ(kill(victim, SIGSTOP), 0);
+  ASSERT_TRUE(server.wait_log("no heartbeat for", 5s)) << server.log();
+  ASSERT_TRUE(wait_gone(victim, 3s));
+  ASSERT_TRUE(server.wait_workers(2, 5s));
+  auto now = server.worker_pids();
+  EXPECT_EQ(std::count(now.begin(), now.end(), victim), 0);
+  auto r = http_get(server.http_port(), "/hello.txt");
+  ASSERT_TRUE(r && r->status == 200);
+}
+
+TEST(Supervision, CrashLoopBacksOffAndRecovers) {
+  std::string flag = "/tmp/preforkd-itest-crashloop-" + std::to_string(getpid());
+  Preforkd server({.workers = 1, .crash_if_exists = flag});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  double cpu_before = server.master_cpu_seconds();
+  write_file(flag, "");
+  ASSERT_EQ(kill(server.worker_pids().at(0), SIGKILL), 0);
+  ASSERT_TRUE(server.wait_log("crash loop", 10s)) << server.log();
+  std::this_thread::sleep_for(3s);
+  std::string log = server.log();
+  std::regex delay(R"(crash loop: (\d+) consecutive failures; next start in (\d+) ms)");
+  std::vector<long> delays;
+  for (std::sregex_iterator it(log.begin(), log.end(), delay), end; it != end; ++it) delays.push_back(std::stol((*it)[2]));
+  ASSERT_GE(delays.size(), 2u) << log;
+  EXPECT_TRUE(std::is_sorted(delays.begin(), delays.end())) << log;
+  EXPECT_GT(delays.back(), delays.front()) << "backoff grows";
+  double cpu = server.master_cpu_seconds() - cpu_before;
+  std::cout << "[ figures  ] crash loop: " << count_of(log, "exited unexpectedly") << " restarts, master CPU " << cpu
+            << " s over ~5 s\n";
+  EXPECT_LT(cpu, 0.5) << "the master must not spin";
+  EXPECT_LT(count_of(log, "exited unexpectedly"), 15u) << log;
+  unlink(flag.c_str());
+  EXPECT_TRUE(server.wait_log("all 1 workers ready", 15s, 2)) << server.log();
+}
+
+TEST(Scaling, TtinAndTtouUnderLoadLoseNothing) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
+  LoadClient udp(LoadClient::Kind::udp_echo, "127.0.0.1", server.echo_port(), 1);
+  for (int round = 0; round < 5; ++round) {
+    ASSERT_TRUE(server.signal(SIGTTIN));
+    ASSERT_TRUE(server.wait_workers(3, 5s)) << server.log();
+    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(server.signal(SIGTTOU));
+    ASSERT_TRUE(server.wait_workers(2, 5s)) << server.log();
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(server.signal(SIGTTOU));
+  ASSERT_TRUE(server.wait_workers(1, 5s)) << server.log();
+  ASSERT_TRUE(server.signal(SIGTTOU));  // never below one
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(server.worker_pids().size(), 1u);
+  http.stop();
+  udp.stop();
+  std::cout << "[ figures  ] TTIN/TTOU x5: http " << http.ok() << " ok / " << http.errors() << " failed, udp "
+            << udp.ok() << " / " << udp.errors() << "\n";
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_EQ(udp.errors(), 0) << udp.error_sample();
+  EXPECT_TRUE(server.wait_log("already at one worker", 1s)) << server.log();
+}
+
+// USR2: a new master from the same binary takes over the slot sockets, serves,
+// and the old master drains and exits; the pid file ends up naming the new one.
+TEST(Upgrade, Usr2UnderLoadHandsOverWithoutLoss) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  pid_t old_master = server.master_pid();
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
+  LoadClient udp(LoadClient::Kind::udp_echo, "127.0.0.1", server.echo_port(), 1);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(server.signal(SIGUSR2));
+  EXPECT_EQ(server.wait_exit(15s), std::optional<int>(0)) << server.log();
+  std::string pid_text = read_file(server.pid_file());
+  ASSERT_FALSE(pid_text.empty()) << server.log();
+  pid_t new_master = std::stoi(pid_text);
+  EXPECT_NE(new_master, old_master);
+  EXPECT_EQ(read_file(server.pid_file() + ".oldbin"), "") << "the old master cleans up after itself";
+  std::this_thread::sleep_for(300ms);
+  http.stop();
+  udp.stop();
+  std::cout << "[ figures  ] USR2: http " << http.ok() << " ok / " << http.errors() << " failed, udp " << udp.ok()
+            << " / " << udp.errors() << "\n";
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_EQ(udp.errors(), 0) << udp.error_sample();
+  EXPECT_EQ(children_of(new_master).size(), 2u);
+  EXPECT_TRUE(server.wait_log("upgrade: adopted", 1s)) << server.log();
+  // The new master is fully in charge: it stops on TERM like any master.
+  ASSERT_EQ(kill(new_master, SIGTERM), 0);
+  EXPECT_TRUE(wait_gone(new_master, 5s)) << server.log();
+  EXPECT_EQ(read_file(server.pid_file()), "");
+}
+
+// A new binary that cannot start (here: the config no longer loads) leaves the old
+// master serving with its pid file.
+TEST(Upgrade, FailedUpgradeLeavesTheOldMasterServing) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  std::string good = read_file(server.config_path());
+  write_file(server.config_path(), "workers = \"many\"\n" + good);
+  ASSERT_TRUE(server.signal(SIGUSR2));
+  ASSERT_TRUE(server.wait_log("upgrade failed", 5s)) << server.log();
+  EXPECT_EQ(read_file(server.pid_file()), std::to_string(server.master_pid()) + "\n");
+  auto r = http_get(server.http_port(), "/hello.txt");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(server.worker_pids().size(), 2u);
+}
+
+}  // namespace
