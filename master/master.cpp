@@ -355,7 +355,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     std::string inherited = std::string(kInheritedSocketsEnv) + "=" + sockets_.describe_for_upgrade(kFirstFd, &fds);
     std::vector<std::string> env_strings;
     for (char** e = environ; *e; ++e)
-      if (std::strncmp(*e, kInheritedSocketsEnv, std::strlen(kInheritedSocketsEnv)) != 0) env_strings.push_back(*e);
+      if (std::strncmp(*e, inherited.c_str(), std::strlen(kInheritedSocketsEnv) + 1) != 0) env_strings.push_back(*e);
     env_strings.push_back(inherited);
     std::vector<char*> env;
     for (auto& e : env_strings) env.push_back(e.data());
@@ -363,16 +363,13 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     std::string self_pid = std::to_string(getpid());
     std::string config_path = initial_.config.source_path;
     const char* args[] = {exe_.c_str(), "-c", config_path.c_str(), "--upgrade-from", self_pid.c_str(), nullptr};
-    std::vector<uv_stdio_container_t> stdio(kFirstFd + fds.size());
+    std::vector<uv_stdio_container_t> stdio(kFirstFd);
     stdio[0].flags = UV_IGNORE;
     for (int fd = 1; fd < kFirstFd; ++fd) {
       stdio[fd].flags = UV_INHERIT_FD;
       stdio[fd].data.fd = fd;
     }
-    for (std::size_t i = 0; i < fds.size(); ++i) {
-      stdio[kFirstFd + i].flags = UV_INHERIT_FD;
-      stdio[kFirstFd + i].data.fd = fds[i];
-    }
+    inherit_fds(stdio, kFirstFd, fds);
     uv_process_options_t options{};
     options.file = exe_.c_str();
     options.args = const_cast<char**>(args);

@@ -43,9 +43,10 @@ ListenerKey key_of(const ListenerConfig& listener) {
 SlotSockets::~SlotSockets() { retain_only({}); }
 
 int SlotSockets::acquire(const ListenerConfig& listener, int slot, std::string* error) {
-  Group& group = groups_[key_of(listener)];
+  ListenerKey key = key_of(listener);
+  Group& group = groups_[key];
   if (auto it = group.fd_by_slot.find(slot); it != group.fd_by_slot.end()) return it->second;
-  int fd = open_listen_socket(listener.address, key_of(listener).transport, listener.backlog, error);
+  int fd = open_listen_socket(listener.address, key.transport, listener.backlog, error);
   if (fd >= 0) group.fd_by_slot[slot] = fd;
   return fd;
 }

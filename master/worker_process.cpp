@@ -12,6 +12,18 @@
 
 namespace preforkd {
 
+std::vector<std::int32_t> inherit_fds(std::vector<uv_stdio_container_t>& stdio, int first,
+                                      const std::vector<int>& fds) {
+  std::vector<std::int32_t> child_fds;
+  stdio.resize(static_cast<std::size_t>(first) + fds.size());
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    stdio[first + i].flags = UV_INHERIT_FD;
+    stdio[first + i].data.fd = fds[i];
+    child_fds.push_back(static_cast<std::int32_t>(first + i));
+  }
+  return child_fds;
+}
+
 WorkerProcess::WorkerProcess(uv_loop_t* loop, Events& events)
     : loop_(loop), events_(events), process_(this), pipe_(this) {}
 
@@ -30,7 +42,7 @@ pid_t WorkerProcess::spawn(const std::string& exe, ipc::Start start, const std::
   const char* args[] = {"preforkd: worker", "--worker", "--slot", slot.c_str(), "--generation",
                         generation.c_str(), "--master-pid", master_pid.c_str(), nullptr};
   constexpr int kFirstListenerFd = 4;
-  std::vector<uv_stdio_container_t> stdio(kFirstListenerFd + listener_fds.size());
+  std::vector<uv_stdio_container_t> stdio(kFirstListenerFd);
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;
   stdio[1].data.fd = STDOUT_FILENO;
@@ -38,14 +50,7 @@ pid_t WorkerProcess::spawn(const std::string& exe, ipc::Start start, const std::
   stdio[2].data.fd = STDERR_FILENO;
   stdio[3].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE);
   stdio[3].data.stream = pipe_.stream();
-  // The slot's sockets: dup2'd into place in the child, so they survive exec there
-  // while staying close-on-exec here.
-  start.listener_fds.clear();
-  for (std::size_t i = 0; i < listener_fds.size(); ++i) {
-    stdio[kFirstListenerFd + i].flags = UV_INHERIT_FD;
-    stdio[kFirstListenerFd + i].data.fd = listener_fds[i];
-    start.listener_fds.push_back(static_cast<std::int32_t>(kFirstListenerFd + i));
-  }
+  start.listener_fds = inherit_fds(stdio, kFirstListenerFd, listener_fds);
 
   uv_process_options_t options{};
   options.file = exe.c_str();

@@ -13,6 +13,11 @@
 
 namespace preforkd {
 
+// Places fds at first, first+1, ... in a spawned child (dup2'd there, so they
+// survive its exec while staying close-on-exec here); returns the child's numbers.
+std::vector<std::int32_t> inherit_fds(std::vector<uv_stdio_container_t>& stdio, int first,
+                                      const std::vector<int>& fds);
+
 class WorkerProcess {
  public:
   class Events {
