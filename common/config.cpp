@@ -157,6 +157,11 @@ class Loader {
     return i->get();
   }
 
+  bool expect_bool(const toml::node& node, std::string_view key) const {
+    if (const auto* b = node.as_boolean()) return b->get();
+    fail(node.source(), key, "expected true or false");
+  }
+
   const toml::table& expect_table(const toml::node& node, std::string_view key) const {
     if (const auto* t = node.as_table()) return *t;
     fail(node.source(), key, "expected table");
@@ -235,7 +240,7 @@ class Loader {
   ListenerConfig listener(const toml::table& t, size_t index,
                           const std::vector<ListenerConfig>& earlier) {
     const std::string path = listener_path(index);
-    reject_unknown_keys(t, path, {"name", "address", "protocol", "backlog", "root"});
+    reject_unknown_keys(t, path, {"name", "address", "protocol", "backlog", "reuseport", "root"});
     ListenerConfig out;
     out.name = listener_name(t, index, earlier);
     const toml::node& address_node = required(t, path, "address");
@@ -247,6 +252,7 @@ class Loader {
     if (const toml::node* n = t.get("backlog")) {
       out.backlog = static_cast<int>(expect_integer(*n, key_path(path, "backlog"), 1, 65535));
     }
+    if (const toml::node* n = t.get("reuseport")) out.reuseport = expect_bool(*n, key_path(path, "reuseport"));
     out.root = root_directory(t, path, out.protocol);
     return out;
   }

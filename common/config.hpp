@@ -23,6 +23,10 @@ struct ListenerConfig {
   SocketAddress address;
   Protocol protocol = Protocol::http;
   int backlog = 511;           // nginx's default; the kernel caps it at net.core.somaxconn
+  // true: one SO_REUSEPORT socket per worker slot, the kernel spreads new
+  // connections by hash. false: one socket shared by every worker, which all poll
+  // it (the pre-3.9-kernel way, and the baseline bench/ compares against).
+  bool reuseport = true;
   std::string root;            // http only: absolute, canonical path of the document root
 };
 

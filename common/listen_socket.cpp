@@ -22,7 +22,7 @@ int fail(int fd, const char* call, const SocketAddress& address, std::string* er
 
 }  // namespace
 
-int open_listen_socket(const SocketAddress& address, Transport transport, int backlog,
+int open_listen_socket(const SocketAddress& address, Transport transport, int backlog, bool reuseport,
                        std::string* error) {
   int type = (transport == Transport::stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
   int fd = ::socket(address.family(), type, 0);
@@ -33,7 +33,7 @@ int open_listen_socket(const SocketAddress& address, Transport transport, int ba
   // SO_REUSEPORT puts every worker's socket into one group the kernel hashes across.
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0)
     return fail(fd, "setsockopt(SO_REUSEADDR)", address, error);
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+  if (reuseport && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
     return fail(fd, "setsockopt(SO_REUSEPORT)", address, error);
   // A v6 listener serves v6 only, so "[::]:80" and "0.0.0.0:80" can both be configured.
   if (address.family() == AF_INET6 &&

@@ -269,7 +269,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     auto need = [&](unsigned generation, int slot) {
       auto it = generations_.find(generation);
       if (it == generations_.end()) return;
-      for (const auto& key : it->second->keys()) needed.insert({key, slot});
+      for (const auto& l : it->second->config.listeners) needed.insert({key_of(l), socket_slot(l, slot)});
     };
     for (const auto& [pid, worker] : workers_) need(worker.generation, worker.slot);
     for (int slot = 0; slot < serving_slots_; ++slot) need(serving_, slot);

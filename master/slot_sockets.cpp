@@ -42,11 +42,14 @@ ListenerKey key_of(const ListenerConfig& listener) {
 
 SlotSockets::~SlotSockets() { retain_only({}); }
 
-int SlotSockets::acquire(const ListenerConfig& listener, int slot, std::string* error) {
+int socket_slot(const ListenerConfig& listener, int slot) { return listener.reuseport ? slot : 0; }
+
+int SlotSockets::acquire(const ListenerConfig& listener, int worker_slot, std::string* error) {
   ListenerKey key = key_of(listener);
   Group& group = groups_[key];
+  int slot = socket_slot(listener, worker_slot);
   if (auto it = group.fd_by_slot.find(slot); it != group.fd_by_slot.end()) return it->second;
-  int fd = open_listen_socket(listener.address, key.transport, listener.backlog, error);
+  int fd = open_listen_socket(listener.address, key.transport, listener.backlog, listener.reuseport, error);
   if (fd >= 0) group.fd_by_slot[slot] = fd;
   return fd;
 }

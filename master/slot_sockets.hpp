@@ -33,6 +33,10 @@ struct ListenerKey {
 
 ListenerKey key_of(const ListenerConfig& listener);
 
+// The socket slot a worker slot uses for listener: its own, or slot 0's socket
+// shared by all when the listener has reuseport = false.
+int socket_slot(const ListenerConfig& listener, int worker_slot);
+
 class SlotSockets {
  public:
   SlotSockets() = default;
@@ -40,9 +44,9 @@ class SlotSockets {
   SlotSockets& operator=(const SlotSockets&) = delete;
   ~SlotSockets();
 
-  // The fd of slot's socket for listener, created now if the slot has none.
-  // -1 with *error on failure.
-  int acquire(const ListenerConfig& listener, int slot, std::string* error);
+  // The fd of the socket worker_slot uses for listener, created now if there is
+  // none yet. -1 with *error on failure.
+  int acquire(const ListenerConfig& listener, int worker_slot, std::string* error);
 
   // Binary upgrade: the sockets as "FD:SLOT:d|s:ADDRESS;..." for the new master's
   // environment, and the fds to pass it, in the order the text numbers them from

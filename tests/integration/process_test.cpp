@@ -97,6 +97,39 @@ TEST_P(WorkerCount, EveryWorkerOwnsItsOwnListeningSockets) {
 
 INSTANTIATE_TEST_SUITE_P(Workers, WorkerCount, ::testing::Values(2, 4));
 
+// reuseport = false: one socket, held by the master and every worker, and kept
+// across a reload (the shared-socket baseline bench/ compares against).
+TEST(Process, SharedListenerIsOneSocketHeldByEveryWorker) {
+  int port = free_port();
+  Preforkd server({.workers = 3,
+                   .extra_config = "\n[[listen]]\nname = \"shared\"\naddress = \"127.0.0.1:" + std::to_string(port) +
+                                   "\"\nprotocol = \"tcp-echo\"\nreuseport = false\n"});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  auto workers = server.worker_pids();
+  ASSERT_EQ(workers.size(), 3u);
+  auto inodes = socket_inodes("/proc/net/tcp", port, true);
+  ASSERT_EQ(inodes.size(), 1u) << "one listening socket on port " << port;
+  for (pid_t w : workers) {
+    auto mine = socket_inodes_of(w);
+    EXPECT_EQ(std::count(mine.begin(), mine.end(), inodes[0]), 1) << "worker " << w;
+  }
+  auto echo_once = [&] {
+    int fd = connect_tcp("127.0.0.1", port);
+    if (fd < 0) return std::string("connect failed");
+    bool sent = send_all(fd, "ping");
+    shutdown(fd, SHUT_WR);  // tcp-echo closes after echoing everything it got
+    std::string answer = sent ? read_until_close(fd) : "send failed";
+    close(fd);
+    return answer;
+  };
+  EXPECT_EQ(echo_once(), "ping");
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("generation 2: all 3 workers ready", 10s)) << server.log();
+  EXPECT_EQ(socket_inodes("/proc/net/tcp", port, true), inodes) << "the reload kept the shared socket";
+  EXPECT_EQ(echo_once(), "ping");
+}
+
 // 200 short connections: the kernel's reuseport hash gives every worker some.
 // Counted by the workers themselves (their exit line) after a graceful stop.
 TEST(Process, ConnectionsAreSpreadAcrossWorkers) {

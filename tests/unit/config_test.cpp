@@ -164,6 +164,12 @@ TEST_F(ConfigTest, AcceptsBoundaryValues) {
   EXPECT_EQ(parse(std::string(kEcho) + "backlog = 1\n").listeners[0].backlog, 1);
 }
 
+TEST_F(ConfigTest, ReuseportDefaultsToTrueAndCanBeTurnedOff) {
+  EXPECT_TRUE(parse(std::string(kEcho)).listeners[0].reuseport);
+  EXPECT_FALSE(parse(std::string(kEcho) + "reuseport = false\n").listeners[0].reuseport);
+  EXPECT_EQ(error(std::string(kEcho) + "reuseport = 1\n"), "4:13: listen[1].reuseport: expected true or false");
+}
+
 TEST_F(ConfigTest, ResolvesRelativeRootAgainstTheConfigDirectory) {
   fs::create_directories(dir_ + "/site/docs");
   const Config c = parse(
