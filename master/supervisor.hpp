@@ -132,6 +132,7 @@ class Supervisor {
   unsigned starting_ = 0;      // a reload's generation, until all its workers are ready
   int starting_count_ = 0;
   std::uint64_t start_due_ms_ = 0;
+  std::uint64_t starting_since_ms_ = 0;  // when the starting generation began
   unsigned next_generation_ = 1;
   std::vector<SlotInfo> slots_;
   std::map<pid_t, WorkerInfo> workers_;
