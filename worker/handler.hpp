@@ -19,6 +19,11 @@ class StreamTransport {
   virtual ~StreamTransport() = default;
   // Queues bytes; the strings are kept alive until written. Either may be empty.
   virtual void write(std::string head, std::string body = {}) = 0;
+  // Queues head and a body shared with a cache, which must not change it. The
+  // default copies; StreamConnection sends the shared bytes without a copy.
+  virtual void write_shared(std::string head, std::shared_ptr<const std::string> body) {
+    write(std::move(head), body ? *body : std::string());
+  }
   virtual std::size_t write_queue_size() const = 0;
   virtual bool writes_pending() const = 0;
   virtual void pause_reading() = 0;

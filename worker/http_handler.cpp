@@ -15,15 +15,15 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "worker/file_cache.hpp"
 #include "worker/http_date.hpp"
 #include "worker/mime_types.hpp"
-#include "worker/static_path.hpp"
 
 namespace preforkd {
 namespace {
 
-// Files up to this size are read whole and sent with the headers in one write;
-// larger ones are streamed in chunks of this size, one chunk in flight at a time.
+// Files too large for the cache (FileCache::kMaxBodyBytes) are streamed in chunks
+// of this size, one chunk in flight at a time.
 constexpr std::size_t kChunkSize = 256 * 1024;
 // Pipelined requests stop being parsed while this much output waits for the peer.
 constexpr std::size_t kMaxQueuedBytes = 1 << 20;
@@ -78,8 +78,8 @@ bool read_fully(int fd, char* out, std::size_t size, off_t offset) {
 
 class HttpSession final : public StreamSession {
  public:
-  HttpSession(StreamTransport& transport, const std::string& root, WorkerStats& stats)
-      : transport_(transport), root_(root), stats_(stats) {
+  HttpSession(StreamTransport& transport, FileCache& files, WorkerStats& stats)
+      : transport_(transport), files_(files), stats_(stats) {
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
   }
@@ -179,12 +179,42 @@ class HttpSession final : public StreamSession {
       send_error(known ? 405 : 501, keep_alive);
       return;
     }
-    ResolvedPath resolved = resolve_static_path(root_, url_);
-    if (resolved.status != 200) {
-      send_error(resolved.status, keep_alive);
+    FileLookup found = files_.lookup(url_, coarse_now_ms());
+    if (found.status != 200) {
+      send_error(found.status, keep_alive);
       return;
     }
-    int fd = ::open(resolved.path.c_str(), O_RDONLY | O_CLOEXEC);
+    send_file(*found.file, method == HTTP_HEAD, keep_alive);
+  }
+
+  void send_file(const StaticFile& file, bool head_only, bool keep_alive) {
+    if (!if_modified_since_.empty()) {
+      auto since = parse_http_date(if_modified_since_);
+      if (since && file.st.st_mtime <= *since) {
+        std::string head = status_head(304, keep_alive);
+        head += "Last-Modified: " + file.last_modified + "\r\n\r\n";
+        finish_response(std::move(head), {}, keep_alive);
+        return;
+      }
+    }
+    if (head_only || file.st.st_size == 0) {
+      finish_response(status_head(200, keep_alive) + file.headers, {}, keep_alive);
+      return;
+    }
+    if (file.body) {
+      // The cached contents go out as they are: one writev, no copy.
+      transport_.write_shared(status_head(200, keep_alive) + file.headers, file.body);
+      after_response(keep_alive);
+      return;
+    }
+    stream_file(file.path, keep_alive);
+  }
+
+  // Large files: opened per request and sent in chunks, one in flight at a time.
+  // The headers come from this open's fstat, not the cache, so that
+  // Content-Length matches what is sent.
+  void stream_file(const std::string& path, bool keep_alive) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       int status = (fd < 0 && errno == EACCES) ? 403 : 404;
@@ -192,43 +222,14 @@ class HttpSession final : public StreamSession {
       send_error(status, keep_alive);
       return;
     }
-    send_file(fd, st, resolved.path, method == HTTP_HEAD, keep_alive);
-  }
-
-  void send_file(int fd, const struct stat& st, std::string_view path, bool head_only, bool keep_alive) {
-    std::string last_modified = format_http_date(st.st_mtime);
-    if (!if_modified_since_.empty()) {
-      auto since = parse_http_date(if_modified_since_);
-      if (since && st.st_mtime <= *since) {
-        ::close(fd);
-        std::string head = status_head(304, keep_alive);
-        head += "Last-Modified: " + last_modified + "\r\n\r\n";
-        finish_response(std::move(head), {}, keep_alive);
-        return;
-      }
-    }
-    auto size = static_cast<std::size_t>(st.st_size);
     std::string head = status_head(200, keep_alive);
     head += "Content-Type: ";
     head += mime_type_for(path);
-    head += "\r\nContent-Length: " + std::to_string(size);
-    head += "\r\nLast-Modified: " + last_modified + "\r\n\r\n";
-    if (head_only || size == 0) {
-      ::close(fd);
-      finish_response(std::move(head), {}, keep_alive);
-      return;
-    }
-    if (size <= kChunkSize) {
-      std::string body(size, '\0');
-      bool ok = read_fully(fd, body.data(), size, 0);
-      ::close(fd);
-      if (!ok) return abort_response();
-      finish_response(std::move(head), std::move(body), keep_alive);
-      return;
-    }
+    head += "\r\nContent-Length: " + std::to_string(st.st_size);
+    head += "\r\nLast-Modified: " + format_http_date(st.st_mtime) + "\r\n\r\n";
     file_fd_ = fd;
     file_offset_ = 0;
-    file_remaining_ = size;
+    file_remaining_ = static_cast<std::size_t>(st.st_size);
     keep_alive_after_file_ = keep_alive;
     transport_.pause_reading();
     transport_.write(std::move(head));
@@ -300,6 +301,10 @@ class HttpSession final : public StreamSession {
 
   void finish_response(std::string head, std::string body, bool keep_alive) {
     transport_.write(std::move(head), std::move(body));
+    after_response(keep_alive);
+  }
+
+  void after_response(bool keep_alive) {
     if (!keep_alive) {
       closing_ = true;
       transport_.shutdown_and_close();
@@ -355,7 +360,7 @@ class HttpSession final : public StreamSession {
   }
 
   StreamTransport& transport_;
-  const std::string& root_;
+  FileCache& files_;
   WorkerStats& stats_;
   http_parser parser_{};
   std::string input_;  // bytes received but not yet parsed
@@ -386,13 +391,13 @@ const http_parser_settings HttpSession::kSettings = [] {
 
 class HttpHandler final : public StreamHandler {
  public:
-  HttpHandler(std::string root, WorkerStats& stats) : root_(std::move(root)), stats_(stats) {}
+  HttpHandler(std::string root, WorkerStats& stats) : files_(std::move(root)), stats_(stats) {}
   std::unique_ptr<StreamSession> open_session(StreamTransport& transport) override {
-    return std::make_unique<HttpSession>(transport, root_, stats_);
+    return std::make_unique<HttpSession>(transport, files_, stats_);
   }
 
  private:
-  std::string root_;
+  FileCache files_;
   WorkerStats& stats_;
 };
 

@@ -7,13 +7,16 @@
 #include "common/log.hpp"
 
 namespace preforkd {
-namespace {
 
+// One uv_write and the bytes it sends, alive until its callback.
 struct WriteRequest {
   uv_write_t req{};
   std::string head;
   std::string body;
+  std::shared_ptr<const std::string> shared_body;
 };
+
+namespace {
 
 StreamConnection* connection_of(uv_handle_t* h) { return static_cast<StreamConnection*>(h->data); }
 
@@ -52,10 +55,25 @@ void StreamConnection::write(std::string head, std::string body) {
   auto request = std::make_unique<WriteRequest>();
   request->head = std::move(head);
   request->body = std::move(body);
+  std::string_view view = request->body;
+  queue_write(std::move(request), view);
+}
+
+void StreamConnection::write_shared(std::string head, std::shared_ptr<const std::string> body) {
+  if (closing_) return;
+  auto request = std::make_unique<WriteRequest>();
+  request->head = std::move(head);
+  request->shared_body = std::move(body);
+  std::string_view view = request->shared_body ? std::string_view(*request->shared_body) : std::string_view();
+  queue_write(std::move(request), view);
+}
+
+void StreamConnection::queue_write(std::unique_ptr<WriteRequest> request, std::string_view body) {
   uv_buf_t bufs[2];
   unsigned count = 0;
   if (!request->head.empty()) bufs[count++] = uv_buf_init(request->head.data(), request->head.size());
-  if (!request->body.empty()) bufs[count++] = uv_buf_init(request->body.data(), request->body.size());
+  // libuv takes non-const buffers but only reads them.
+  if (!body.empty()) bufs[count++] = uv_buf_init(const_cast<char*>(body.data()), body.size());
   if (count == 0) return;
   request->req.data = request.get();
   int rc = uv_write(&request->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count, on_write);

@@ -16,6 +16,7 @@
 namespace preforkd {
 
 class ConnectionSet;
+struct WriteRequest;
 
 class StreamConnection final : public StreamTransport {
  public:
@@ -29,6 +30,7 @@ class StreamConnection final : public StreamTransport {
   void start(int fd, StreamHandler& handler);
 
   void write(std::string head, std::string body = {}) override;
+  void write_shared(std::string head, std::shared_ptr<const std::string> body) override;
   std::size_t write_queue_size() const override;
   bool writes_pending() const override { return pending_writes_ > 0; }
   void pause_reading() override;
@@ -41,6 +43,7 @@ class StreamConnection final : public StreamTransport {
 
  private:
   friend class ConnectionSet;
+  void queue_write(std::unique_ptr<WriteRequest> request, std::string_view body);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);

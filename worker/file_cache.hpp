@@ -1,0 +1,68 @@
+// The static files an http listener serves, resolved once and reused, like nginx's
+// open_file_cache. Resolving a request path safely costs a realpath() (one
+// readlink per path component), a stat and, to send the file, open + fstat +
+// pread + close: about ten syscalls per request, which the profile showed as the
+// largest user-space cost. A cached entry holds the canonical path, the stat
+// result, the ready-made header fields and, for small files, the contents; it is
+// trusted for kValidMs and then resolved again from scratch (so a symlink swapped
+// to point outside the root stops being served within that time).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace preforkd {
+
+struct StaticFile {
+  std::string path;          // canonical absolute path of a regular file
+  struct stat st {};
+  std::string last_modified;  // HTTP date of st.st_mtime
+  // "Content-Type: ...\r\nContent-Length: N\r\nLast-Modified: ...\r\n\r\n"
+  std::string headers;
+  // The whole file when it is small enough to keep; null for large files, which
+  // are opened and streamed per request.
+  std::shared_ptr<const std::string> body;
+};
+
+struct FileLookup {
+  int status = 0;  // 200, or the 400/403/404 of resolve_static_path
+  std::shared_ptr<const StaticFile> file;  // set when status == 200
+};
+
+class FileCache {
+ public:
+  static constexpr std::uint64_t kValidMs = 1000;
+  static constexpr std::size_t kMaxEntries = 1024;
+  static constexpr std::size_t kMaxBodyBytes = 256 * 1024;         // per file
+  static constexpr std::size_t kMaxTotalBodyBytes = 32 * 1024 * 1024;  // per cache
+
+  explicit FileCache(std::string root) : root_(std::move(root)) {}
+
+  // The file for a request target ("/a/b.html?q"). Errors are not cached: a
+  // missing file costs a resolve each time, as without the cache, and a file that
+  // appears is served at once. now_ms: any monotonic millisecond clock.
+  FileLookup lookup(std::string_view target, std::uint64_t now_ms);
+
+  std::size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::shared_ptr<const StaticFile> file;
+    std::uint64_t checked_ms = 0;
+  };
+  FileLookup load(std::string_view target, const Entry* previous);
+
+  std::string root_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::size_t body_bytes_ = 0;
+};
+
+// Milliseconds from CLOCK_MONOTONIC_COARSE: a vDSO read, cheap enough per request.
+std::uint64_t coarse_now_ms();
+
+}  // namespace preforkd
