@@ -147,6 +147,7 @@ PROCS = Processes()
 
 def on_signal(signum, _frame):
     # Unwinds through every finally: servers and clients are stopped on the way out.
+    log(f"{signal.Signals(signum).name} received: stopping everything this run started")
     raise SystemExit(128 + signum)
 
 
