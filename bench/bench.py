@@ -1047,8 +1047,8 @@ def write_report(bench, info, started_utc, elapsed):
              "(RelWithDebInfo, -DBUILD_TESTING=OFF)")
     L.append(f"- open-file limit (ulimit -n) {info['nofile']}; net.core.somaxconn {info['somaxconn']}; "
              f"net.ipv4.tcp_migrate_req {info['tcp_migrate_req']}; preforkd max_connections: {info['max_connections']}")
-    L.append("- **wrk (and the other load clients) share the machine's cores with the servers**: with 2 cores, "
-             "req/s measures the whole box (client + server) and p99 includes scheduling delay. "
+    L.append("- **wrk (and the other load clients) share the machine's cores with the servers**: with "
+             f"{info['nproc']} cores, req/s measures the whole box (client + server) and p99 includes scheduling delay. "
              "Compare the two servers with each other, not with other machines.")
     L.append("- Pinning: **neither server is CPU-pinned** (both are \"pinned the same way\": not at all); nginx has "
              "no `worker_cpu_affinity`, and all workers of both float over the same cores together with wrk.")
