@@ -369,6 +369,7 @@ class HttpSession final : public StreamSession {
     s->transfer_encoding_headers_ = 0;
     s->transfer_encoding_.clear();
     s->body_bytes_ = 0;
+    s->header_bytes_ = 0;
     s->transport_.set_timeout(s->header_timeout_ms_);
     s->url_.clear();
     s->field_.clear();
@@ -381,19 +382,19 @@ class HttpSession final : public StreamSession {
     auto* s = self(p);
     if (s->url_.size() + len > s->limits_.max_request_line) return s->reject(414);
     s->url_.append(at, len);
-    return 0;
+    return s->count_header_bytes(len);
   }
   static int on_header_field(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
     if (s->last_was_value_) s->end_header();
     s->field_.append(at, len);
-    return 0;
+    return s->count_header_bytes(len);
   }
   static int on_header_value(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
     s->value_.append(at, len);
     s->last_was_value_ = true;
-    return 0;
+    return s->count_header_bytes(len);
   }
   static int on_headers_complete(http_parser* p) {
     auto* s = self(p);
@@ -439,11 +440,18 @@ class HttpSession final : public StreamSession {
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
     return s;
   }
+  // A whole header block may arrive in one read, and parser_.nread is reset when
+  // it ends; so the callbacks count what they see (plus ": " and CRLF per line).
+  int count_header_bytes(std::size_t len) {
+    header_bytes_ += len;
+    return header_bytes_ > limits_.max_header_size ? reject(431) : 0;
+  }
   int reject(int status) {
     reject_status_ = status;
     return -1;  // fails http_parser_execute with HPE_CB_*
   }
   void end_header() {
+    header_bytes_ += 4;
     if (iequals(field_, "content-length")) ++content_length_headers_;
     if (iequals(field_, "transfer-encoding")) {
       ++transfer_encoding_headers_;
@@ -473,6 +481,7 @@ class HttpSession final : public StreamSession {
   int transfer_encoding_headers_ = 0;
   std::string transfer_encoding_;
   std::uint64_t body_bytes_ = 0;
+  std::size_t header_bytes_ = 0;
   std::uint64_t answered_ = 0;  // requests answered on this connection
   bool peer_eof_ = false;
   bool retiring_ = false;
