@@ -154,7 +154,11 @@ class Worker {
     const char* value = std::getenv("PREFORKD_TEST_RLIMIT_NOFILE");
     if (value == nullptr) return;
     rlimit limit{};
-    limit.rlim_cur = limit.rlim_max = std::strtoul(value, nullptr, 10);
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      PF_LOG_ERROR("test hook: getrlimit(RLIMIT_NOFILE): %s", std::strerror(errno));
+      return;
+    }
+    limit.rlim_cur = std::strtoul(value, nullptr, 10);
     if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
       PF_LOG_ERROR("test hook: setrlimit(RLIMIT_NOFILE, %s): %s", value, std::strerror(errno));
     } else {
