@@ -99,7 +99,8 @@ class Loader {
   Config load(const toml::table& root) {
     Config config;
     config.source_path = source_path_;
-    reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "log", "listen"});
+    reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
+                                  "log", "listen"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -109,6 +110,9 @@ class Loader {
       config.graceful_timeout_s = seconds(*n, "graceful_timeout");
     }
     if (const toml::node* n = root.get("worker_timeout")) config.worker_timeout_s = seconds(*n, "worker_timeout");
+    if (const toml::node* n = root.get("max_connections")) {
+      config.max_connections = static_cast<int>(expect_integer(*n, "max_connections", 1, 1'000'000));
+    }
     if (const toml::node* n = root.get("log")) config.log = log_settings(*n);
     config.listeners = listeners(root);
     return config;
@@ -240,7 +244,9 @@ class Loader {
   ListenerConfig listener(const toml::table& t, size_t index,
                           const std::vector<ListenerConfig>& earlier) {
     const std::string path = listener_path(index);
-    reject_unknown_keys(t, path, {"name", "address", "protocol", "backlog", "reuseport", "root"});
+    reject_unknown_keys(t, path, {"name", "address", "protocol", "backlog", "reuseport", "root", "max_request_line",
+                                  "max_header_size", "max_body_size", "header_timeout", "idle_timeout",
+                                  "send_timeout", "max_datagram_size"});
     ListenerConfig out;
     out.name = listener_name(t, index, earlier);
     const toml::node& address_node = required(t, path, "address");
@@ -254,6 +260,42 @@ class Loader {
     }
     if (const toml::node* n = t.get("reuseport")) out.reuseport = expect_bool(*n, key_path(path, "reuseport"));
     out.root = root_directory(t, path, out.protocol);
+    out.limits = limits(t, path, out.protocol);
+    return out;
+  }
+
+  // Each limit is allowed only where it means something, so a misplaced key (a
+  // header limit on tcp-echo) is an error rather than silently ignored.
+  ListenerLimits limits(const toml::table& t, const std::string& prefix, Protocol protocol) const {
+    ListenerLimits out;
+    const bool http = protocol == Protocol::http;
+    const bool stream = !is_datagram(protocol);
+    auto get = [&](std::string_view key, bool allowed) -> const toml::node* {
+      const toml::node* n = t.get(key);
+      if (n != nullptr && !allowed) {
+        fail(n->source(), key_path(prefix, key),
+             "not allowed for protocol \"" + std::string(protocol_name(protocol)) + "\"");
+      }
+      return n;
+    };
+    auto size = [&](const toml::node& n, std::string_view key, std::int64_t min, std::int64_t max) {
+      return static_cast<std::size_t>(expect_integer(n, key_path(prefix, key), min, max));
+    };
+    if (const auto* n = get("max_request_line", http)) {
+      out.max_request_line = size(*n, "max_request_line", 64, kMaxHeaderSizeLimit);
+    }
+    if (const auto* n = get("max_header_size", http)) {
+      out.max_header_size = size(*n, "max_header_size", 256, kMaxHeaderSizeLimit);
+    }
+    if (const auto* n = get("max_body_size", http)) {
+      out.max_body_size = size(*n, "max_body_size", 0, std::int64_t{1} << 40);
+    }
+    if (const auto* n = get("header_timeout", http)) out.header_timeout_s = seconds(*n, key_path(prefix, "header_timeout"));
+    if (const auto* n = get("idle_timeout", stream)) out.idle_timeout_s = seconds(*n, key_path(prefix, "idle_timeout"));
+    if (const auto* n = get("send_timeout", stream)) out.send_timeout_s = seconds(*n, key_path(prefix, "send_timeout"));
+    if (const auto* n = get("max_datagram_size", !stream)) {
+      out.max_datagram_size = size(*n, "max_datagram_size", 1, kMaxDatagramSizeLimit);
+    }
     return out;
   }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/limits.hpp"
 #include "common/log.hpp"
 
 namespace preforkd {
@@ -28,6 +29,7 @@ struct ListenerConfig {
   // it (the pre-3.9-kernel way, and the baseline bench/ compares against).
   bool reuseport = true;
   std::string root;            // http only: absolute, canonical path of the document root
+  ListenerLimits limits;       // keys valid for the protocol only; see common/limits.hpp
 };
 
 struct LogConfig {
@@ -41,6 +43,7 @@ struct Config {
   std::string pid_file;              // absolute path
   double graceful_timeout_s = 30.0;  // QUIT / retirement: how long workers may drain before SIGKILL
   double worker_timeout_s = 30.0;    // a worker silent (no heartbeat) this long is killed and replaced
+  int max_connections = kDefaultMaxConnections;  // per worker; at the cap a worker stops accepting
   LogConfig log;
   std::vector<ListenerConfig> listeners;
 };

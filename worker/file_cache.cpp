@@ -70,7 +70,8 @@ FileLookup FileCache::load(std::string_view target, const Entry* previous) {
   ResolvedPath resolved = resolve_static_path(root_, target);
   if (resolved.status != 200) return {resolved.status, nullptr};
   int fd = ::open(resolved.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {errno == EACCES ? 403 : 404, nullptr};
+  // Out of fds is our trouble, not a missing file: 503, and the client may retry.
+  if (fd < 0) return {errno == EACCES ? 403 : (errno == EMFILE || errno == ENFILE) ? 503 : 404, nullptr};
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);

@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,6 +33,10 @@ class StreamTransport {
   virtual void shutdown_and_close() = 0;
   // Closes now; unsent data is dropped.
   virtual void close() = 0;
+  // The session's one deadline: its on_timeout() runs `ms` from now unless the
+  // deadline is moved again first; 0 cancels. Cheap enough to call on every read.
+  // (Not pure, so that a recording fake may ignore time.)
+  virtual void set_timeout(std::uint64_t ms) { (void)ms; }
 };
 
 // One connection's protocol state; created when the connection is accepted and
@@ -47,6 +52,8 @@ class StreamSession {
   virtual void on_writes_done() {}
   // The worker is retiring: finish the unit of work in progress, then close.
   virtual void on_retire() = 0;
+  // The deadline armed with StreamTransport::set_timeout() has passed.
+  virtual void on_timeout() {}
 };
 
 class StreamHandler {

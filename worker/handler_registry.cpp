@@ -11,7 +11,8 @@ namespace preforkd {
 std::unique_ptr<StreamHandler> make_stream_handler(const ListenerConfig& listener, WorkerStats& stats) {
   switch (listener.protocol) {
     case Protocol::http: return make_http_handler(listener, stats);
-    case Protocol::tcp_echo: return make_tcp_echo_handler();
+    case Protocol::tcp_echo:
+      return make_tcp_echo_handler(to_timer_ms(listener.limits.idle_timeout_s));
     case Protocol::udp_echo: return nullptr;
   }
   return nullptr;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <ctime>
 #include <string>
@@ -36,8 +37,13 @@ const char* reason_phrase(int status) {
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
   }
   return "Unknown";
 }
@@ -78,10 +84,17 @@ bool read_fully(int fd, char* out, std::size_t size, off_t offset) {
 
 class HttpSession final : public StreamSession {
  public:
-  HttpSession(StreamTransport& transport, FileCache& files, WorkerStats& stats)
-      : transport_(transport), files_(files), stats_(stats) {
+  HttpSession(StreamTransport& transport, FileCache& files, const ListenerLimits& limits, WorkerStats& stats)
+      : transport_(transport),
+        files_(files),
+        limits_(limits),
+        header_timeout_ms_(to_timer_ms(limits.header_timeout_s)),
+        idle_timeout_ms_(to_timer_ms(limits.idle_timeout_s)),
+        stats_(stats) {
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
+    // The first request has header_timeout to arrive, like every later one.
+    transport_.set_timeout(header_timeout_ms_);
   }
   ~HttpSession() override { close_file(); }
 
@@ -119,6 +132,20 @@ class HttpSession final : public StreamSession {
     after_parse();
   }
 
+  // A request that is not complete in time gets a 408 (nginx closes silently; a
+  // status tells an honest slow client what happened). An idle connection, or one
+  // that never sent a byte, is just closed.
+  void on_timeout() override {
+    if (closing_) return;
+    if (in_message_) {
+      PF_LOG_DEBUG("http: request not complete within %g s; closing", limits_.header_timeout_s);
+      send_error(408, /*keep_alive=*/false);
+      return;
+    }
+    closing_ = true;
+    transport_.close();
+  }
+
  private:
   static const http_parser_settings kSettings;
   static HttpSession* self(http_parser* p) { return static_cast<HttpSession*>(p->data); }
@@ -137,9 +164,18 @@ class HttpSession final : public StreamSession {
         respond();
         continue;
       }
+      if (error == HPE_OK && in_message_ && !headers_done_ && parser_.nread > limits_.max_header_size) {
+        // parser_.nread counts the request line and headers read so far; the
+        // callbacks cannot see it (it is stored at the end of each execute).
+        reject_status_ = 431;
+        error = HPE_HEADER_OVERFLOW;
+      }
       if (error != HPE_OK) {
-        PF_LOG_DEBUG("http: bad request: %s", http_errno_description(error));
-        send_error(400, /*keep_alive=*/false);
+        // Our own limits fail a callback with reject_status_ set; the parser's
+        // header limit (80 KiB, above ours) is the same complaint.
+        int status = reject_status_ != 0 ? reject_status_ : error == HPE_HEADER_OVERFLOW ? 431 : 400;
+        PF_LOG_DEBUG("http: bad request (%d): %s", status, http_errno_description(error));
+        send_error(status, /*keep_alive=*/false);
         return data.size();
       }
     }
@@ -164,10 +200,19 @@ class HttpSession final : public StreamSession {
       transport_.shutdown_and_close();
       return;
     }
+    // Armed once per idle period: bytes that begin no request (bare CRLFs, which
+    // the parser skips) must not keep a connection alive forever.
+    if (idle && !idle_armed_) {
+      idle_armed_ = true;
+      transport_.set_timeout(idle_timeout_ms_);
+    }
     transport_.resume_reading();
   }
 
   void respond() {
+    // From here until the response is queued the peer owes us nothing; a peer
+    // that does not read is the send timeout's business.
+    transport_.set_timeout(0);
     ++stats_.requests;
     ++answered_;
     in_message_ = false;
@@ -217,7 +262,8 @@ class HttpSession final : public StreamSession {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      int status = (fd < 0 && errno == EACCES) ? 403 : 404;
+      // Out of fds is our trouble, not a missing file; the client may retry.
+      int status = fd >= 0 ? 404 : errno == EACCES ? 403 : (errno == EMFILE || errno == ENFILE) ? 503 : 404;
       if (fd >= 0) ::close(fd);
       send_error(status, keep_alive);
       return;
@@ -320,6 +366,15 @@ class HttpSession final : public StreamSession {
   static int on_message_begin(http_parser* p) {
     auto* s = self(p);
     s->in_message_ = true;
+    s->idle_armed_ = false;
+    s->headers_done_ = false;
+    s->reject_status_ = 0;
+    s->content_length_headers_ = 0;
+    s->transfer_encoding_headers_ = 0;
+    s->transfer_encoding_.clear();
+    s->body_bytes_ = 0;
+    s->header_bytes_ = 0;
+    s->transport_.set_timeout(s->header_timeout_ms_);
     s->url_.clear();
     s->field_.clear();
     s->value_.clear();
@@ -328,31 +383,84 @@ class HttpSession final : public StreamSession {
     return 0;
   }
   static int on_url(http_parser* p, const char* at, std::size_t len) {
-    self(p)->url_.append(at, len);
-    return 0;
+    auto* s = self(p);
+    if (s->url_.size() + len > s->limits_.max_request_line) return s->reject(414);
+    s->url_.append(at, len);
+    return s->count_header_bytes(len);
   }
   static int on_header_field(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
     if (s->last_was_value_) s->end_header();
     s->field_.append(at, len);
-    return 0;
+    return s->count_header_bytes(len);
   }
   static int on_header_value(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
     s->value_.append(at, len);
     s->last_was_value_ = true;
-    return 0;
+    return s->count_header_bytes(len);
   }
   static int on_headers_complete(http_parser* p) {
     auto* s = self(p);
     if (s->last_was_value_) s->end_header();
+    s->headers_done_ = true;
+    if (int status = s->check_framing(); status != 0) return s->reject(status);
+    // The body, if any, must keep coming: header_timeout between reads.
+    s->transport_.set_timeout(s->header_timeout_ms_);
+    return 0;
+  }
+  static int on_body(http_parser* p, const char*, std::size_t len) {
+    auto* s = self(p);
+    s->body_bytes_ += len;
+    // Chunked bodies announce no length; count them as they come.
+    if (s->body_bytes_ > s->limits_.max_body_size) return s->reject(413);
+    s->transport_.set_timeout(s->header_timeout_ms_);
     return 0;
   }
   static int on_message_complete(http_parser* p) {
     http_parser_pause(p, 1);
     return 0;
   }
+  // Request smuggling lives in disagreements about where a body ends. The parser
+  // (2.9) already refuses a bad or repeated Content-Length and Content-Length
+  // with Transfer-Encoding; these are the cases it lets through. Returns the
+  // status to refuse the request with, or 0.
+  int check_framing() const {
+    if (content_length_headers_ > 1) return 400;
+    if (transfer_encoding_headers_ > 0) {
+      // HTTP/1.0 has no chunked coding: a 1.0 peer and a 1.1 proxy would frame it differently.
+      if (parser_.http_major == 1 && parser_.http_minor == 0) return 400;
+      // Only plain "chunked": any other coding (gzip, chunked twice, ...) we could
+      // not decode and a front end might frame differently.
+      if (transfer_encoding_headers_ > 1 || !iequals(trim(transfer_encoding_), "chunked")) return 400;
+    }
+    if (parser_.content_length != ULLONG_MAX && (parser_.flags & F_CHUNKED) == 0 &&
+        parser_.content_length > limits_.max_body_size)
+      return 413;
+    return 0;
+  }
+  static std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  }
+  // A whole header block may arrive in one read, and parser_.nread is reset when
+  // it ends; so the callbacks count what they see (plus ": " and CRLF per line).
+  int count_header_bytes(std::size_t len) {
+    header_bytes_ += len;
+    return header_bytes_ > limits_.max_header_size ? reject(431) : 0;
+  }
+  int reject(int status) {
+    reject_status_ = status;
+    return -1;  // fails http_parser_execute with HPE_CB_*
+  }
   void end_header() {
+    header_bytes_ += 4;
+    if (iequals(field_, "content-length")) ++content_length_headers_;
+    if (iequals(field_, "transfer-encoding")) {
+      ++transfer_encoding_headers_;
+      transfer_encoding_ = value_;
+    }
     if (iequals(field_, "if-modified-since")) if_modified_since_ = value_;
     field_.clear();
     value_.clear();
@@ -361,12 +469,23 @@ class HttpSession final : public StreamSession {
 
   StreamTransport& transport_;
   FileCache& files_;
+  const ListenerLimits& limits_;
+  const std::uint64_t header_timeout_ms_;
+  const std::uint64_t idle_timeout_ms_;
   WorkerStats& stats_;
   http_parser parser_{};
   std::string input_;  // bytes received but not yet parsed
   std::string url_, field_, value_, if_modified_since_;
   bool last_was_value_ = false;
   bool in_message_ = false;
+  bool headers_done_ = false;
+  bool idle_armed_ = false;
+  int reject_status_ = 0;  // set by a callback that refuses the request
+  int content_length_headers_ = 0;
+  int transfer_encoding_headers_ = 0;
+  std::string transfer_encoding_;
+  std::uint64_t body_bytes_ = 0;
+  std::size_t header_bytes_ = 0;
   std::uint64_t answered_ = 0;  // requests answered on this connection
   bool peer_eof_ = false;
   bool retiring_ = false;
@@ -385,26 +504,29 @@ const http_parser_settings HttpSession::kSettings = [] {
   s.on_header_field = on_header_field;
   s.on_header_value = on_header_value;
   s.on_headers_complete = on_headers_complete;
+  s.on_body = on_body;
   s.on_message_complete = on_message_complete;
   return s;
 }();
 
 class HttpHandler final : public StreamHandler {
  public:
-  HttpHandler(std::string root, WorkerStats& stats) : files_(std::move(root)), stats_(stats) {}
+  HttpHandler(std::string root, const ListenerLimits& limits, WorkerStats& stats)
+      : files_(std::move(root)), limits_(limits), stats_(stats) {}
   std::unique_ptr<StreamSession> open_session(StreamTransport& transport) override {
-    return std::make_unique<HttpSession>(transport, files_, stats_);
+    return std::make_unique<HttpSession>(transport, files_, limits_, stats_);
   }
 
  private:
   FileCache files_;
+  ListenerLimits limits_;
   WorkerStats& stats_;
 };
 
 }  // namespace
 
 std::unique_ptr<StreamHandler> make_http_handler(const ListenerConfig& listener, WorkerStats& stats) {
-  return std::make_unique<HttpHandler>(listener.root, stats);
+  return std::make_unique<HttpHandler>(listener.root, listener.limits, stats);
 }
 
 }  // namespace preforkd

@@ -26,7 +26,8 @@ StreamConnection::StreamConnection(ConnectionSet& owner) : owner_(owner) { tcp_.
 
 StreamConnection::~StreamConnection() = default;
 
-void StreamConnection::start(int fd, StreamHandler& handler) {
+void StreamConnection::start(int fd, StreamHandler& handler, std::uint64_t send_timeout_ms) {
+  send_timeout_ms_ = send_timeout_ms;
   int rc = uv_tcp_init(owner_.loop(), &tcp_);
   if (rc != 0) {
     PF_LOG_ERROR("uv_tcp_init: %s", uv_strerror(rc));
@@ -84,6 +85,85 @@ void StreamConnection::queue_write(std::unique_ptr<WriteRequest> request, std::s
   }
   request.release();  // on_write owns it now
   ++pending_writes_;
+  for (unsigned i = 0; i < count; ++i) bytes_queued_ += bufs[i].len;
+  // uv_write writes at once what the socket takes; only a remainder depends on
+  // the peer reading, and only then is there anything to time out.
+  if (write_queue_size() > 0) watch_send_progress();
+}
+
+bool StreamConnection::init_timer(UvHandle<uv_timer_t>& timer) {
+  if (timer) return true;
+  timer = UvHandle<uv_timer_t>(this);
+  int rc = uv_timer_init(owner_.loop(), timer.get());
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_timer_init: %s", uv_strerror(rc));
+    return false;
+  }
+  timer.mark_initialized();
+  return true;
+}
+
+void StreamConnection::watch_send_progress() {
+  if (send_timeout_ms_ == 0 || closing_) return;
+  if (send_timer_ && uv_is_active(send_timer_.handle())) return;
+  if (!init_timer(send_timer_)) return close();
+  sent_at_last_check_ = bytes_sent();
+  int rc = uv_timer_start(send_timer_.get(), on_send_check, send_timeout_ms_, send_timeout_ms_);
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_timer_start: %s", uv_strerror(rc));
+    close();
+  }
+}
+
+void StreamConnection::on_send_check(uv_timer_t* timer) {
+  auto* self = owner_of<StreamConnection>(timer);
+  if (!self || self->closing_) return;
+  if (self->write_queue_size() == 0) {
+    uv_timer_stop(timer);
+    return;
+  }
+  std::uint64_t sent = self->bytes_sent();
+  if (sent == self->sent_at_last_check_) {
+    PF_LOG_DEBUG("send timeout: %zu bytes unsent; closing", self->write_queue_size());
+    self->close();
+    return;
+  }
+  self->sent_at_last_check_ = sent;
+}
+
+void StreamConnection::set_timeout(std::uint64_t ms) {
+  if (closing_) return;
+  if (ms == 0) {
+    deadline_ = 0;  // a pending timer finds no deadline and stays quiet
+    return;
+  }
+  if (!init_timer(deadline_timer_)) return close();
+  std::uint64_t now = uv_now(owner_.loop());
+  deadline_ = now + ms;
+  if (uv_is_active(deadline_timer_.handle()) && timer_due_ <= deadline_) return;
+  timer_due_ = deadline_;
+  int rc = uv_timer_start(deadline_timer_.get(), on_deadline, ms, 0);
+  if (rc != 0) {
+    PF_LOG_ERROR("uv_timer_start: %s", uv_strerror(rc));
+    close();
+  }
+}
+
+void StreamConnection::on_deadline(uv_timer_t* timer) {
+  auto* self = owner_of<StreamConnection>(timer);
+  if (!self || self->closing_ || self->deadline_ == 0) return;
+  std::uint64_t now = uv_now(self->owner_.loop());
+  if (now < self->deadline_) {
+    self->timer_due_ = self->deadline_;
+    int rc = uv_timer_start(timer, on_deadline, self->deadline_ - now, 0);
+    if (rc != 0) {
+      PF_LOG_ERROR("uv_timer_start: %s", uv_strerror(rc));
+      self->close();
+    }
+    return;
+  }
+  self->deadline_ = 0;
+  if (self->session_) self->session_->on_timeout();
 }
 
 void StreamConnection::on_write(uv_write_t* req, int status) {
@@ -163,6 +243,8 @@ void StreamConnection::on_shutdown(uv_shutdown_t* req, int) {
 void StreamConnection::close() {
   if (closing_) return;
   closing_ = true;
+  deadline_timer_.reset();
+  send_timer_.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
 }
 
@@ -187,7 +269,9 @@ StreamConnection& ConnectionSet::create() {
 }
 
 void ConnectionSet::remove(StreamConnection& connection) {
+  bool was_full = full();
   connections_.erase(connection.self_);
+  if (was_full && !full() && on_room_) on_room_();
   if (connections_.empty() && on_empty_) on_empty_();
 }
 

@@ -5,11 +5,13 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
 #include <string>
 
+#include "common/uv_handle.hpp"
 #include "worker/handler.hpp"
 #include "worker/worker_stats.hpp"
 
@@ -25,9 +27,10 @@ class StreamConnection final : public StreamTransport {
   StreamConnection& operator=(const StreamConnection&) = delete;
   ~StreamConnection() override;
 
-  // Takes a connected fd (accept4'd by the listener) and starts reading.
+  // Takes a connected fd (accept4'd by the listener) and starts reading. Output
+  // that makes no progress for send_timeout_ms closes the connection.
   // On failure the connection closes itself.
-  void start(int fd, StreamHandler& handler);
+  void start(int fd, StreamHandler& handler, std::uint64_t send_timeout_ms);
 
   void write(std::string head, std::string body = {}) override;
   void write_shared(std::string head, std::shared_ptr<const std::string> body) override;
@@ -37,6 +40,7 @@ class StreamConnection final : public StreamTransport {
   void resume_reading() override;
   void shutdown_and_close() override;
   void close() override;
+  void set_timeout(std::uint64_t ms) override;
   bool closing() const { return closing_; }
 
   void retire();
@@ -49,6 +53,11 @@ class StreamConnection final : public StreamTransport {
   static void on_write(uv_write_t* req, int status);
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_closed(uv_handle_t* h);
+  static void on_deadline(uv_timer_t* timer);
+  static void on_send_check(uv_timer_t* timer);
+  bool init_timer(UvHandle<uv_timer_t>& timer);
+  void watch_send_progress();
+  std::uint64_t bytes_sent() const { return bytes_queued_ - write_queue_size(); }
 
   ConnectionSet& owner_;
   uv_tcp_t tcp_{};
@@ -59,6 +68,18 @@ class StreamConnection final : public StreamTransport {
   bool reading_ = false;
   bool closing_ = false;
   bool shutting_down_ = false;
+  // The session's deadline (loop time, 0 = none). The timer may be due earlier than
+  // the deadline (the deadline moved later); it then re-arms itself instead of
+  // being restarted on every read.
+  UvHandle<uv_timer_t> deadline_timer_;
+  std::uint64_t deadline_ = 0;
+  std::uint64_t timer_due_ = 0;
+  // Send timeout: checked every send_timeout_ms_ while output is queued; a check
+  // that sees no byte sent since the previous one closes the connection.
+  UvHandle<uv_timer_t> send_timer_;
+  std::uint64_t send_timeout_ms_ = 0;
+  std::uint64_t bytes_queued_ = 0;
+  std::uint64_t sent_at_last_check_ = 0;
 };
 
 // All open connections of one worker, so that retiring can reach each of them and
@@ -73,6 +94,13 @@ class ConnectionSet {
   std::size_t size() const { return connections_.size(); }
   // Called each time the set becomes empty.
   void on_empty(std::function<void()> callback) { on_empty_ = std::move(callback); }
+  // At `max` connections the set is full(); `on_room` runs each time a close makes
+  // it not full again, so that listeners paused at the cap can resume.
+  void set_capacity(std::size_t max, std::function<void()> on_room) {
+    max_ = max;
+    on_room_ = std::move(on_room);
+  }
+  bool full() const { return connections_.size() >= max_; }
   uv_loop_t* loop() const { return loop_; }
   WorkerStats& stats() { return stats_; }
   // A shared read buffer: each read is consumed within its callback.
@@ -87,6 +115,8 @@ class ConnectionSet {
   WorkerStats& stats_;
   std::list<std::unique_ptr<StreamConnection>> connections_;
   std::function<void()> on_empty_;
+  std::size_t max_ = SIZE_MAX;
+  std::function<void()> on_room_;
   std::unique_ptr<char[]> read_buffer_ = std::make_unique<char[]>(kReadBufferSize);
 };
 

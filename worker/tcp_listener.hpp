@@ -3,6 +3,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -22,18 +23,32 @@ class TcpListener {
   // Stops accepting: first accepts whatever the kernel already queued on this
   // socket (closing a listener resets its queue), then closes it.
   void stop_accepting();
+  // Polls again after a pause at the connection cap (a no-op otherwise).
+  void resume_accepting();
   ~TcpListener();
   const ListenerConfig& config() const { return config_; }
 
  private:
   static void on_readable(uv_poll_t* poll, int status, int events);
-  bool accept_queued();
+  static void on_retry(uv_timer_t* timer);
+  bool accept_queued(bool ignore_cap = false);
+  void pause_polling();
+  void resume_polling();
+  void back_off_fd_exhaustion(int error);
 
   ListenerConfig config_;
   std::unique_ptr<StreamHandler> handler_;
   ConnectionSet& connections_;
+  uv_loop_t* loop_ = nullptr;
   int fd_ = -1;
   UvHandle<uv_poll_t> poll_;
+  // Why polling is paused. With the queue left to the kernel, a paused listener
+  // costs nothing; the connections wait in the backlog (or go to other workers).
+  bool paused_at_cap_ = false;
+  bool warned_at_cap_ = false;
+  bool paused_out_of_fds_ = false;
+  UvHandle<uv_timer_t> retry_;  // EMFILE/ENFILE: poll again after kFdRetryMs
+  static constexpr std::uint64_t kFdRetryMs = 100;
 };
 
 }  // namespace preforkd

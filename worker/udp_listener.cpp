@@ -23,7 +23,11 @@ struct SendRequest {
 
 UdpListener::UdpListener(const ListenerConfig& config, std::unique_ptr<DatagramHandler> handler,
                          WorkerStats& stats)
-    : config_(config), handler_(std::move(handler)), stats_(stats), udp_(this) {}
+    : config_(config),
+      handler_(std::move(handler)),
+      stats_(stats),
+      udp_(this),
+      buffer_(std::make_unique<char[]>(config.limits.max_datagram_size)) {}
 
 int UdpListener::start(uv_loop_t* loop, int fd) {
   int rc = uv_udp_init(loop, udp_.get());
@@ -43,7 +47,7 @@ void UdpListener::stop() {
 
 void UdpListener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = owner_of<UdpListener>(h);
-  *buf = uv_buf_init(self->buffer_.get(), kBufferSize);
+  *buf = uv_buf_init(self->buffer_.get(), self->config_.limits.max_datagram_size);
 }
 
 void UdpListener::on_receive(uv_udp_t* udp, ssize_t nread, const uv_buf_t* buf,
@@ -59,7 +63,9 @@ void UdpListener::on_receive(uv_udp_t* udp, ssize_t nread, const uv_buf_t* buf,
   // empty datagram, which is echoed like any other.
   if (peer == nullptr) return;
   if (flags & UV_UDP_PARTIAL) {
-    PF_LOG_DEBUG("udp %s: truncated datagram dropped", self->config_.address.to_string().c_str());
+    // Echoing the first max_datagram_size bytes would answer a question nobody asked.
+    PF_LOG_DEBUG("udp %s: datagram over %zu bytes from %s dropped", self->config_.address.to_string().c_str(),
+                 self->config_.limits.max_datagram_size, format_sockaddr(peer).c_str());
     return;
   }
   self->handler_->on_datagram(std::string_view(buf->base, nread), peer, *self);
@@ -74,6 +80,10 @@ void UdpListener::send_to(std::string_view bytes, const sockaddr* peer) {
   }
   if (rc != UV_EAGAIN) {
     PF_LOG_DEBUG("udp send to %s: %s", format_sockaddr(peer).c_str(), uv_strerror(rc));
+    return;
+  }
+  if (pending_sends_ >= kMaxPendingSends) {
+    PF_LOG_DEBUG("udp send to %s: %zu replies queued; dropped", format_sockaddr(peer).c_str(), pending_sends_);
     return;
   }
   auto request = std::make_unique<SendRequest>();

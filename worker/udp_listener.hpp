@@ -33,9 +33,12 @@ class UdpListener final : public DatagramReplier {
   UvHandle<uv_udp_t> udp_;
   std::size_t pending_sends_ = 0;
   bool stopping_ = false;
-  // The largest possible UDP payload, reused for every datagram.
-  static constexpr std::size_t kBufferSize = 65536;
-  std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(kBufferSize);
+  // Reused for every datagram; its size is limits.max_datagram_size (by default
+  // 64 KiB, more than any UDP payload), and longer datagrams arrive truncated.
+  std::unique_ptr<char[]> buffer_;
+  // Replies the kernel could not take at once are queued; past this many the
+  // peer (or a spoofed one) is asking faster than we can answer, and they drop.
+  static constexpr std::size_t kMaxPendingSends = 1024;
 };
 
 }  // namespace preforkd

@@ -5,6 +5,7 @@
 #include "worker/worker.hpp"
 
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -134,6 +135,10 @@ class Worker {
                    config_.listeners.size());
       return fail(2);
     }
+    apply_test_fd_limit();
+    connections_.set_capacity(static_cast<std::size_t>(config_.max_connections), [this] {
+      for (auto& l : tcp_listeners_) l->resume_accepting();
+    });
     for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
       if (!adopt_listener(config_.listeners[i], start.listener_fds[i])) return fail(2);
     }
@@ -141,6 +146,24 @@ class Worker {
     start_heartbeat();
     send(ipc::Ready{});
     PF_LOG_INFO("serving %zu listener(s)", config_.listeners.size());
+  }
+
+  // Test hook for fd-exhaustion tests: lowers RLIMIT_NOFILE so that accept4 meets
+  // EMFILE after a few dozen connections instead of after a million.
+  static void apply_test_fd_limit() {
+    const char* value = std::getenv("PREFORKD_TEST_RLIMIT_NOFILE");
+    if (value == nullptr) return;
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      PF_LOG_ERROR("test hook: getrlimit(RLIMIT_NOFILE): %s", std::strerror(errno));
+      return;
+    }
+    limit.rlim_cur = std::strtoul(value, nullptr, 10);
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      PF_LOG_ERROR("test hook: setrlimit(RLIMIT_NOFILE, %s): %s", value, std::strerror(errno));
+    } else {
+      PF_LOG_WARN("test hook: RLIMIT_NOFILE lowered to %s", value);
+    }
   }
 
   // The socket was made by the master for this slot (SO_REUSEPORT, bound, listening)

@@ -216,13 +216,14 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
          << "pid_file = \"" << pid_file_ << "\"\n"
          << "graceful_timeout = " << options_.graceful_timeout << "\n"
          << "worker_timeout = " << options_.worker_timeout << "\n"
+         << options_.top_config << "\n"
          << "[log]\nlevel = \"info\"\n\n"
          << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
-         << "\"\nprotocol = \"http\"\nroot = \"www\"\n\n"
+         << "\"\nprotocol = \"http\"\nroot = \"www\"\n" << options_.web_config << "\n"
          << "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:" << echo_port_
-         << "\"\nprotocol = \"tcp-echo\"\n\n"
+         << "\"\nprotocol = \"tcp-echo\"\n" << options_.echo_config << "\n"
          << "[[listen]]\nname = \"echo-udp\"\naddress = \"127.0.0.1:" << echo_port_
-         << "\"\nprotocol = \"udp-echo\"\n";
+         << "\"\nprotocol = \"udp-echo\"\n" << options_.udp_config << "\n";
   if (options_.ipv6) {
     http6_port_ = free_port(AF_INET6);
     echo6_port_ = free_port(AF_INET6);
@@ -273,6 +274,7 @@ bool Preforkd::start(Millis timeout, std::string* why) {
     // Nothing of the test process (listening sockets of other tests...) leaks in.
     for (int fd = 3; fd < 1024; ++fd) close(fd);
     if (!options_.crash_if_exists.empty()) setenv("PREFORKD_TEST_CRASH_IF_EXISTS", options_.crash_if_exists.c_str(), 1);
+    if (!options_.rlimit_nofile.empty()) setenv("PREFORKD_TEST_RLIMIT_NOFILE", options_.rlimit_nofile.c_str(), 1);
     execl(PREFORKD_BINARY, "preforkd", "-c", config_path_.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

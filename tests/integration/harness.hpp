@@ -44,6 +44,11 @@ struct ServerOptions {
   std::string extra_config; // appended verbatim
   double worker_timeout = 30;
   std::string crash_if_exists;  // PREFORKD_TEST_CRASH_IF_EXISTS for the workers
+  std::string top_config;       // top-level keys, written before any table
+  std::string web_config;       // keys inside the "web" (http) listener table
+  std::string echo_config;      // keys inside the "echo" (tcp-echo) listener table
+  std::string udp_config;       // keys inside the "echo-udp" listener table
+  std::string rlimit_nofile;    // PREFORKD_TEST_RLIMIT_NOFILE for the workers
 };
 
 class Preforkd {

@@ -499,5 +499,84 @@ TEST(ParseLogLevel, RejectsAnythingElse) {
   EXPECT_EQ(level, LogLevel::notice);
 }
 
+
+// --- Limits against hostile clients (common/limits.hpp) ---------------------------
+
+constexpr std::string_view kHttp =
+    "[[listen]]\n"
+    "address = \"127.0.0.1:8080\"\n"
+    "protocol = \"http\"\n"
+    "root = \"html\"\n";
+constexpr std::string_view kUdp =
+    "[[listen]]\n"
+    "address = \"127.0.0.1:9007\"\n"
+    "protocol = \"udp-echo\"\n";
+
+TEST_F(ConfigTest, LimitsHaveNginxLikeDefaults) {
+  const Config c = parse(kHttp);
+  EXPECT_EQ(c.max_connections, 10000);
+  const ListenerLimits& l = c.listeners[0].limits;
+  EXPECT_EQ(l.max_request_line, 8192u);
+  EXPECT_EQ(l.max_header_size, 16384u);
+  EXPECT_EQ(l.max_body_size, 1048576u);
+  EXPECT_DOUBLE_EQ(l.header_timeout_s, 10.0);
+  EXPECT_DOUBLE_EQ(l.idle_timeout_s, 60.0);
+  EXPECT_DOUBLE_EQ(l.send_timeout_s, 60.0);
+  EXPECT_EQ(parse(kUdp).listeners[0].limits.max_datagram_size, 65536u);
+}
+
+TEST_F(ConfigTest, LoadsEveryLimit) {
+  const Config c = parse("max_connections = 5\n" + std::string(kHttp) +
+                         "max_request_line = 100\nmax_header_size = 1024\nmax_body_size = 0\n"
+                         "header_timeout = 1.5\nidle_timeout = 2\nsend_timeout = 3\n" +
+                         std::string(kEcho) + "idle_timeout = 4\nsend_timeout = 0.5\n" +
+                         "[[listen]]\naddress = \"127.0.0.1:9007\"\nprotocol = \"udp-echo\"\n"
+                         "max_datagram_size = 512\n");
+  EXPECT_EQ(c.max_connections, 5);
+  const ListenerLimits& h = c.listeners[0].limits;
+  EXPECT_EQ(h.max_request_line, 100u);
+  EXPECT_EQ(h.max_header_size, 1024u);
+  EXPECT_EQ(h.max_body_size, 0u);
+  EXPECT_DOUBLE_EQ(h.header_timeout_s, 1.5);
+  EXPECT_DOUBLE_EQ(h.idle_timeout_s, 2.0);
+  EXPECT_DOUBLE_EQ(h.send_timeout_s, 3.0);
+  EXPECT_DOUBLE_EQ(c.listeners[1].limits.idle_timeout_s, 4.0);
+  EXPECT_DOUBLE_EQ(c.listeners[1].limits.send_timeout_s, 0.5);
+  EXPECT_EQ(c.listeners[2].limits.max_datagram_size, 512u);
+}
+
+TEST_F(ConfigTest, RejectsLimitsOutOfRange) {
+  EXPECT_EQ(error("max_connections = 0\n" + std::string(kEcho)),
+            "1:19: max_connections: must be between 1 and 1000000");
+  EXPECT_EQ(error("max_connections = \"many\"\n" + std::string(kEcho)),
+            "1:19: max_connections: expected integer");
+  EXPECT_EQ(error(std::string(kHttp) + "max_request_line = 63\n"),
+            "5:20: listen[1].max_request_line: must be between 64 and 65536");
+  // Above http-parser's own 80 KiB limit ours could never apply.
+  EXPECT_EQ(error(std::string(kHttp) + "max_header_size = 65537\n"),
+            "5:19: listen[1].max_header_size: must be between 256 and 65536");
+  EXPECT_EQ(error(std::string(kHttp) + "max_body_size = -1\n"),
+            "5:17: listen[1].max_body_size: must be between 0 and 1099511627776");
+  EXPECT_EQ(error(std::string(kHttp) + "header_timeout = 0\n"),
+            "5:18: listen[1].header_timeout: must be greater than 0 and at most 3600");
+  EXPECT_EQ(error(std::string(kEcho) + "idle_timeout = \"1s\"\n"),
+            "4:16: listen[1].idle_timeout: expected number of seconds");
+  EXPECT_EQ(error(std::string(kEcho) + "send_timeout = 3601\n"),
+            "4:16: listen[1].send_timeout: must be greater than 0 and at most 3600");
+  EXPECT_EQ(error(std::string(kUdp) + "max_datagram_size = 65537\n"),
+            "4:21: listen[1].max_datagram_size: must be between 1 and 65536");
+}
+
+TEST_F(ConfigTest, RejectsLimitsOnProtocolsTheyDoNotApplyTo) {
+  EXPECT_EQ(error(std::string(kEcho) + "max_body_size = 10\n"),
+            "4:17: listen[1].max_body_size: not allowed for protocol \"tcp-echo\"");
+  EXPECT_EQ(error(std::string(kEcho) + "header_timeout = 1\n"),
+            "4:18: listen[1].header_timeout: not allowed for protocol \"tcp-echo\"");
+  EXPECT_EQ(error(std::string(kUdp) + "idle_timeout = 1\n"),
+            "4:16: listen[1].idle_timeout: not allowed for protocol \"udp-echo\"");
+  EXPECT_EQ(error(std::string(kHttp) + "max_datagram_size = 512\n"),
+            "5:21: listen[1].max_datagram_size: not allowed for protocol \"http\"");
+}
+
 }  // namespace
 }  // namespace preforkd

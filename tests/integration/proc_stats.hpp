@@ -1,0 +1,53 @@
+// What /proc says about a process the tests started: CPU time, resident memory,
+// ignored signals. Used to check that attacks neither spin a worker nor grow it.
+#pragma once
+
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+#include "tests/integration/harness.hpp"
+
+namespace itest {
+
+// User + system CPU seconds of pid (fields 14 and 15 of /proc/PID/stat); -1 if gone.
+inline double cpu_seconds(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close_paren + 2));
+  std::string field;
+  unsigned long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoul(field);
+    if (i == 15) stime = std::stoul(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// A field of /proc/PID/status as text ("" if absent).
+inline std::string status_field(pid_t pid, const std::string& name) {
+  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.compare(0, name.size() + 1, name + ":") == 0) return line.substr(name.size() + 1);
+  }
+  return "";
+}
+
+// VmRSS in KiB; -1 if unknown.
+inline long rss_kib(pid_t pid) {
+  std::string v = status_field(pid, "VmRSS");
+  return v.empty() ? -1 : std::stol(v);
+}
+
+inline bool signal_ignored(pid_t pid, int signum) {
+  std::string mask = status_field(pid, "SigIgn");
+  if (mask.empty()) return false;
+  return (std::stoull(mask, nullptr, 16) >> (signum - 1)) & 1;
+}
+
+}  // namespace itest
