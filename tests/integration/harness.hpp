@@ -44,6 +44,7 @@ struct ServerOptions {
   std::string extra_config; // appended verbatim
   double worker_timeout = 30;
   std::string crash_if_exists;  // PREFORKD_TEST_CRASH_IF_EXISTS for the workers
+  std::string ipc_junk;         // PREFORKD_TEST_IPC_JUNK for the workers
 };
 
 class Preforkd {
