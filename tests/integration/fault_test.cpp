@@ -54,6 +54,12 @@ bool wait_replaced(const Preforkd& server, std::size_t n, const std::set<pid_t>&
   return false;
 }
 
+// Removes the junk file and whatever a worker renamed it to, however the test ends.
+struct JunkFiles {
+  std::string path = "/tmp/preforkd-itest-junk-" + std::to_string(getpid());
+  ~JunkFiles() { run_command("rm -f '" + path + "' '" + path + "'.*"); }
+};
+
 std::string frame_header(std::uint8_t version, std::uint8_t type, std::uint32_t length) {
   std::string h{static_cast<char>(version), static_cast<char>(type), 0, 0};
   for (int i = 0; i < 4; ++i) h.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
@@ -115,7 +121,8 @@ struct Junk {
 class MalformedIpc : public ::testing::TestWithParam<Junk> {};
 
 TEST_P(MalformedIpc, MasterKillsAndReplacesTheWorkerAndServesOn) {
-  std::string junk_file = "/tmp/preforkd-itest-junk-" + std::to_string(getpid());
+  JunkFiles files;
+  const std::string& junk_file = files.path;
   Preforkd server({.workers = 2, .ipc_junk = junk_file});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
@@ -168,7 +175,8 @@ INSTANTIATE_TEST_SUITE_P(
 // tell a slow pipe from a stuck peer, so it waits; the heartbeats it stops seeing
 // make the worker time out, and it is replaced like a hung one.
 TEST(Fault, StalledIpcFrameEndsInWorkerTimeout) {
-  std::string junk_file = "/tmp/preforkd-itest-junk-" + std::to_string(getpid());
+  JunkFiles files;
+  const std::string& junk_file = files.path;
   Preforkd server({.workers = 2, .worker_timeout = 2, .ipc_junk = junk_file});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
