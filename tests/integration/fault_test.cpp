@@ -167,7 +167,7 @@ INSTANTIATE_TEST_SUITE_P(
         // 10 bytes of a 24-byte heartbeat payload: the next real heartbeat completes
         // it, and the stream is out of step from then on.
         Junk{"truncated_payload", frame_header(2, 3, 24) + std::string(10, '\x01'), "unsupported protocol version 0"},
-        Junk{"garbage", std::string("\xde\xad\xbe\xef garbage \x00\xff\x02\x02", 19) + std::string(40, 'x'),
+        Junk{"garbage", std::string("\xde\xad\xbe\xef garbage \x00\xff\x02\x02", 17) + std::string(40, 'x'),
              "unsupported protocol version 222"}),
     [](const auto& info) { return std::string(info.param.name); });
 
