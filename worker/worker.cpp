@@ -12,7 +12,10 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -200,6 +203,21 @@ class Worker {
   static void on_heartbeat(uv_timer_t* timer) {
     auto* self = owner_of<Worker>(timer);
     self->send(ipc::Heartbeat{self->counters()});
+    if (const char* path = std::getenv("PREFORKD_TEST_IPC_JUNK")) self->send_test_junk(path);
+  }
+
+  // Test hook for the master's IPC hardening tests: when the named file appears,
+  // the first worker to claim it (rename to FILE.PID; only one rename succeeds)
+  // writes its bytes to the IPC pipe as they are, once.
+  void send_test_junk(const std::string& path) {
+    if (!ipc_) return;
+    std::string claimed = path + "." + std::to_string(getpid());
+    if (::rename(path.c_str(), claimed.c_str()) != 0) return;  // absent, or another worker was first
+    std::ifstream in(claimed, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    PF_LOG_WARN("test hook: writing %zu bytes from %s to the ipc pipe", bytes.size(), claimed.c_str());
+    int rc = ipc::write_bytes(ipc_.stream(), std::move(bytes));
+    if (rc != 0) PF_LOG_WARN("ipc write: %s", uv_strerror(rc));
   }
 
   ipc::Counters counters() const { return {stats_.accepted, stats_.active, stats_.requests}; }

@@ -49,6 +49,7 @@ struct ServerOptions {
   std::string echo_config;      // keys inside the "echo" (tcp-echo) listener table
   std::string udp_config;       // keys inside the "echo-udp" listener table
   std::string rlimit_nofile;    // PREFORKD_TEST_RLIMIT_NOFILE for the workers
+  std::string ipc_junk;         // PREFORKD_TEST_IPC_JUNK for the workers
 };
 
 class Preforkd {
