@@ -27,6 +27,8 @@ class StreamTransport {
   virtual void shutdown_and_close() = 0;
   // Closes now; unsent data is dropped.
   virtual void close() = 0;
+  // The peer's address without port ("127.0.0.1", "::1"), for the access log.
+  virtual std::string peer_address() const { return "-"; }
 };
 
 // One connection's protocol state; created when the connection is accepted and

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "worker/access_log.hpp"
 #include "worker/http_date.hpp"
 #include "worker/mime_types.hpp"
 #include "worker/static_path.hpp"
@@ -230,6 +231,7 @@ class HttpSession final : public StreamSession {
     file_offset_ = 0;
     file_remaining_ = size;
     keep_alive_after_file_ = keep_alive;
+    log_access(head, size);
     transport_.pause_reading();
     transport_.write(std::move(head));
   }
@@ -299,6 +301,7 @@ class HttpSession final : public StreamSession {
   }
 
   void finish_response(std::string head, std::string body, bool keep_alive) {
+    log_access(head, body.size());
     transport_.write(std::move(head), std::move(body));
     if (!keep_alive) {
       closing_ = true;
@@ -314,6 +317,7 @@ class HttpSession final : public StreamSession {
   // Parser callbacks: collect the target and the one header we act on.
   static int on_message_begin(http_parser* p) {
     auto* s = self(p);
+    s->access_headers_.reset();
     s->in_message_ = true;
     s->url_.clear();
     s->field_.clear();
@@ -349,13 +353,26 @@ class HttpSession final : public StreamSession {
   }
   void end_header() {
     if (iequals(field_, "if-modified-since")) if_modified_since_ = value_;
+    access_headers_.note(field_, value_);
     field_.clear();
     value_.clear();
     last_was_value_ = false;
   }
 
+  // One line per response in the access log, if configured; a request the parser
+  // rejected has no trustworthy request line.
+  void log_access(const std::string& head, std::size_t body_bytes) {
+    if (!access_log::enabled()) return;
+    int status = access_log::status_of(head);
+    bool parsed = HTTP_PARSER_ERRNO(&parser_) == HPE_OK || HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED;
+    std::string remote = transport_.peer_address();
+    access_log::write({remote, parsed ? http_method_str(static_cast<http_method>(parser_.method)) : "", url_,
+                       parser_.http_major, parser_.http_minor, status, body_bytes, &access_headers_});
+  }
+
   StreamTransport& transport_;
   const std::string& root_;
+  access_log::RequestHeaders access_headers_;
   WorkerStats& stats_;
   http_parser parser_{};
   std::string input_;  // bytes received but not yet parsed

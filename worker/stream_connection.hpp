@@ -35,6 +35,7 @@ class StreamConnection final : public StreamTransport {
   void resume_reading() override;
   void shutdown_and_close() override;
   void close() override;
+  std::string peer_address() const override;
   bool closing() const { return closing_; }
 
   void retire();
@@ -56,6 +57,7 @@ class StreamConnection final : public StreamTransport {
   bool reading_ = false;
   bool closing_ = false;
   bool shutting_down_ = false;
+  mutable std::string peer_address_;  // looked up on first use
 };
 
 // All open connections of one worker, so that retiring can reach each of them and

@@ -215,7 +215,9 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
   config << "workers = " << options_.workers << "\n"
          << "pid_file = \"" << pid_file_ << "\"\n"
          << "graceful_timeout = " << options_.graceful_timeout << "\n"
-         << "worker_timeout = " << options_.worker_timeout << "\n"
+         << "worker_timeout = " << options_.worker_timeout << "\n";
+  if (!options_.user.empty()) config << "user = \"" << options_.user << "\"\n";
+  config << options_.top_config
          << "[log]\nlevel = \"info\"\n\n"
          << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
          << "\"\nprotocol = \"http\"\nroot = \"www\"\n\n"

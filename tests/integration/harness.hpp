@@ -44,6 +44,10 @@ struct ServerOptions {
   std::string extra_config; // appended verbatim
   double worker_timeout = 30;
   std::string crash_if_exists;  // PREFORKD_TEST_CRASH_IF_EXISTS for the workers
+  // Top-level keys written before any table. Tests run as root, and a root master
+  // refuses to start without `user`: "root" says so explicitly.
+  std::string user = "root";
+  std::string top_config;  // more top-level keys, verbatim
 };
 
 class Preforkd {
