@@ -347,7 +347,7 @@ void Supervisor::park(std::uint64_t now) {
   // successor=true: the master keeps every socket for the generation a reload brings
   // back, so the workers let go of them at once (nothing to linger for).
   for (auto& [pid, worker] : workers_)
-    if (worker.state != WorkerState::retiring) retire_worker(worker, /*successor=*/true, now);
+    if (worker.state != WorkerState::retiring && !worker.killed) retire_worker(worker, /*successor=*/true, now);
   rearm_timer();
 }
 
