@@ -346,6 +346,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     if (auto it = generations_.find(serving_); it != generations_.end()) prepare_log_files(it->second->config);
     std::string error;
     if (!log::open(current_error_log_, &error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
+    PF_LOG_NOTICE("logs reopened; telling %zu worker(s)", workers_.size());
     for (auto& [pid, worker] : workers_) signal(pid, SIGUSR1);
   }
 

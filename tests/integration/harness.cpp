@@ -218,7 +218,9 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
          << "worker_timeout = " << options_.worker_timeout << "\n";
   if (!options_.user.empty()) config << "user = \"" << options_.user << "\"\n";
   config << options_.top_config
-         << "[log]\nlevel = \"info\"\n\n"
+         << "[log]\nlevel = \"info\"\n" << options_.log_config;
+  if (options_.error_log_to_file) config << "error_log = \"" << log_path_ << "\"\n";
+  config << "\n"
          << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
          << "\"\nprotocol = \"http\"\nroot = \"www\"\n\n"
          << "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:" << echo_port_

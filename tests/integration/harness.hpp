@@ -48,6 +48,8 @@ struct ServerOptions {
   // refuses to start without `user`: "root" says so explicitly.
   std::string user = "root";
   std::string top_config;  // more top-level keys, verbatim
+  std::string log_config;  // more [log] keys, verbatim
+  bool error_log_to_file = false;  // [log] error_log = the file log() reads (else stderr, the same file)
 };
 
 class Preforkd {
