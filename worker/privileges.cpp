@@ -4,10 +4,12 @@
 #include "worker/privileges.hpp"
 
 #include <grp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 namespace preforkd {
@@ -16,6 +18,14 @@ bool set_nofile_limit(std::uint64_t limit, std::string* error) {
   rlimit rl{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
   if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) return true;
   *error = "setrlimit(RLIMIT_NOFILE, " + std::to_string(limit) + "): " + std::strerror(errno);
+  // Without CAP_SYS_RESOURCE (a container's root, say) the hard limit cannot rise:
+  // get as close as allowed rather than keep the default soft limit.
+  rlimit current{};
+  if (errno == EPERM && ::getrlimit(RLIMIT_NOFILE, &current) == 0 && current.rlim_max < rl.rlim_max) {
+    rlimit capped{current.rlim_max, current.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &capped) == 0)
+      *error += "; raised to the hard limit " + std::to_string(current.rlim_max) + " instead";
+  }
   return false;
 }
 
@@ -40,6 +50,9 @@ bool drop_privileges(const RunAs& run_as, std::string* error) {
     errno = EPERM;
     return failed("setuid(0) succeeded after dropping privileges");
   }
+  // The kernel clears the parent-death signal when the credentials change: set it
+  // again so that the worker still follows its master (EOF on IPC is the backstop).
+  if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) return failed("prctl(PR_SET_PDEATHSIG)");
   return true;
 }
 

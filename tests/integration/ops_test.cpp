@@ -272,6 +272,12 @@ TEST(Ops, WorkersDropPrivilegesAndRaiseTheirFdLimit) {
   ASSERT_EQ(http_get(server.http_port(), "/after-rotation")->status, 404);
   EXPECT_NE(read_file(access).find("GET /after-rotation"), std::string::npos) << server.log();
   EXPECT_EQ(server.log().find("reopen log:"), std::string::npos) << server.log();
+
+  // Unprivileged workers still die with their master.
+  workers = server.worker_pids();
+  ASSERT_TRUE(server.signal(SIGKILL));
+  ASSERT_TRUE(server.wait_exit(2s));
+  for (pid_t w : workers) EXPECT_TRUE(wait_gone(w, 3s)) << "worker " << w << " outlived its master";
 }
 
 TEST(Ops, RootMasterWithoutUserRefusesToStart) {
