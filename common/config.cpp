@@ -12,6 +12,8 @@
 #include <memory>
 #include <toml++/toml.h>
 
+#include "common/user_lookup.hpp"
+
 namespace preforkd {
 
 std::string_view protocol_name(Protocol p) {
@@ -58,6 +60,10 @@ namespace {
 
 constexpr int kMaxWorkers = 1024;
 constexpr double kMaxTimeoutSeconds = 3600.0;
+// The kernel's ceiling for fs.nr_open; a value above the running system's
+// fs.nr_open fails in setrlimit, which the worker logs.
+constexpr std::int64_t kMaxNofile = 1 << 30;
+constexpr std::int64_t kMaxRequests = 1'000'000'000'000;
 constexpr std::string_view kDefaultPidFile = "/run/preforkd.pid";
 
 std::string key_path(std::string_view prefix, std::string_view key) {
@@ -100,7 +106,8 @@ class Loader {
     Config config;
     config.source_path = source_path_;
     reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
-                                  "log", "listen"});
+                                   "log", "listen", "user", "group", "worker_rlimit_nofile", "max_requests",
+                                   "max_requests_jitter"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -114,6 +121,17 @@ class Loader {
       config.max_connections = static_cast<int>(expect_integer(*n, "max_connections", 1, 1'000'000));
     }
     if (const toml::node* n = root.get("log")) config.log = log_settings(*n);
+    config.run_as = run_as(root);
+    if (const toml::node* n = root.get("worker_rlimit_nofile"))
+      config.worker_rlimit_nofile = static_cast<std::uint64_t>(expect_integer(*n, "worker_rlimit_nofile", 1, kMaxNofile));
+    if (const toml::node* n = root.get("max_requests"))
+      config.max_requests = static_cast<std::uint64_t>(expect_integer(*n, "max_requests", 0, kMaxRequests));
+    if (const toml::node* n = root.get("max_requests_jitter")) {
+      config.max_requests_jitter =
+          static_cast<std::uint64_t>(expect_integer(*n, "max_requests_jitter", 0, kMaxRequests));
+      if (config.max_requests == 0 && config.max_requests_jitter > 0)
+        fail(n->source(), "max_requests_jitter", "needs max_requests > 0 (jitter alone recycles nothing)");
+    }
     config.listeners = listeners(root);
     return config;
   }
@@ -208,7 +226,7 @@ class Loader {
 
   LogConfig log_settings(const toml::node& node) {
     const toml::table& t = expect_table(node, "log");
-    reject_unknown_keys(t, "log", {"level", "error_log"});
+    reject_unknown_keys(t, "log", {"level", "error_log", "access_log"});
     LogConfig out;
     if (const toml::node* n = t.get("level")) {
       const std::string& name = expect_string(*n, "log.level");
@@ -220,6 +238,33 @@ class Loader {
     if (const toml::node* n = t.get("error_log")) {
       const std::string& target = non_empty_string(*n, "log.error_log");
       out.error_log = target == "stderr" ? target : resolve(*n, "log.error_log", target);
+    }
+    if (const toml::node* n = t.get("access_log")) {
+      out.access_log = resolve(*n, "log.access_log", non_empty_string(*n, "log.access_log"));
+    }
+    return out;
+  }
+
+  // Names are looked up now, so that a typo fails -t and the start, not each worker.
+  RunAs run_as(const toml::table& root) const {
+    RunAs out;
+    const toml::node* user = root.get("user");
+    const toml::node* group = root.get("group");
+    if (user == nullptr) {
+      if (group != nullptr) fail(group->source(), "group", "needs user (a group alone does not drop privileges)");
+      return out;
+    }
+    out.user = non_empty_string(*user, "user");
+    std::string error;
+    auto account = lookup_user(out.user, &error);
+    if (!account) fail(user->source(), "user", error);
+    out.uid = account->uid;
+    out.gid = account->gid;
+    if (group != nullptr) {
+      out.group = non_empty_string(*group, "group");
+      auto gid = lookup_group(out.group, &error);
+      if (!gid) fail(group->source(), "group", error);
+      out.gid = *gid;
     }
     return out;
   }

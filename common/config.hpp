@@ -35,6 +35,16 @@ struct ListenerConfig {
 struct LogConfig {
   LogLevel level = LogLevel::info;
   std::string error_log = "stderr";  // "stderr" or an absolute path, opened O_APPEND
+  std::string access_log;            // empty: off; else an absolute path, opened O_APPEND by each worker
+};
+
+// `user` / `group`: whom workers run as once their sockets and logs are open.
+struct RunAs {
+  std::string user;   // empty: not set (the master refuses to run as root then)
+  std::string group;  // the user's primary group unless `group` names one
+  unsigned uid = 0;
+  unsigned gid = 0;
+  bool set() const { return !user.empty(); }
 };
 
 struct Config {
@@ -44,6 +54,10 @@ struct Config {
   double graceful_timeout_s = 30.0;  // QUIT / retirement: how long workers may drain before SIGKILL
   double worker_timeout_s = 30.0;    // a worker silent (no heartbeat) this long is killed and replaced
   int max_connections = kDefaultMaxConnections;  // per worker; at the cap a worker stops accepting
+  RunAs run_as;
+  std::uint64_t worker_rlimit_nofile = 0;  // RLIMIT_NOFILE of workers; 0 = inherit the master's
+  std::uint64_t max_requests = 0;          // recycle a worker after this many requests; 0 = never
+  std::uint64_t max_requests_jitter = 0;   // each worker's limit adds a random 0..jitter
   LogConfig log;
   std::vector<ListenerConfig> listeners;
 };

@@ -14,12 +14,14 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <vector>
 
 #include "common/log.hpp"
 #include "common/uv_handle.hpp"
 #include "master/kernel_features.hpp"
+#include "master/log_files.hpp"
 #include "master/pid_file.hpp"
 #include "master/slot_sockets.hpp"
 #include "master/supervisor.hpp"
@@ -118,6 +120,11 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
         PF_LOG_ERROR("reload: %s", e.what());
         return 0;
       }
+      std::string why;
+      if (!may_run_as(prepared->config, &why)) {
+        PF_LOG_ERROR("reload: %s", why.c_str());
+        return 0;
+      }
       if (prepared->config.pid_file != initial_.config.pid_file)
         PF_LOG_WARN("reload: pid_file changes take effect on restart only");
     }
@@ -160,7 +167,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
       collect_sockets();
       return pid;
     }
-    workers_[pid] = LiveWorker{std::move(worker), slot, generation};
+    workers_[pid] = LiveWorker{std::move(worker), slot, generation, request_limit(gen.config)};
     return pid;
   }
 
@@ -186,6 +193,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     serving_ = generation;
     serving_slots_ = slots;
     const Config& config = generations_.at(generation)->config;
+    prepare_log_files(config);
     if (generation != 1) {
       log::set_level(config.log.level);
       std::string error;
@@ -231,8 +239,13 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   void on_worker_message(pid_t pid, const ipc::Message& message) override {
     if (std::holds_alternative<ipc::Ready>(message)) {
       supervisor_.worker_ready(pid, now());
-    } else if (std::holds_alternative<ipc::Heartbeat>(message)) {
+    } else if (auto* heartbeat = std::get_if<ipc::Heartbeat>(&message)) {
       supervisor_.worker_heartbeat(pid, now());
+      // max_requests is checked here, at heartbeat pace (1 s), not per request: the
+      // master already has the counters, and a worker need not know its budget.
+      if (auto it = workers_.find(pid); it != workers_.end() && it->second.request_limit != 0 &&
+                                        heartbeat->counters.requests >= it->second.request_limit)
+        supervisor_.recycle(pid, now());
     } else if (auto* draining = std::get_if<ipc::Draining>(&message)) {
       PF_LOG_INFO("worker %d draining: %llu connection(s) open", static_cast<int>(pid),
                   static_cast<unsigned long long>(draining->counters.active));
@@ -255,7 +268,16 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     std::unique_ptr<WorkerProcess> process;
     int slot = 0;
     unsigned generation = 0;
+    std::uint64_t request_limit = 0;  // max_requests + jitter; 0 = never recycled
   };
+
+  // gunicorn's semantics: max_requests plus a random 0..jitter, drawn per worker so
+  // that workers started together are not all recycled together.
+  std::uint64_t request_limit(const Config& config) {
+    if (config.max_requests == 0) return 0;
+    std::uniform_int_distribution<std::uint64_t> jitter(0, config.max_requests_jitter);
+    return config.max_requests + jitter(random_);
+  }
 
   std::uint64_t now() {
     uv_update_time(loop_);
@@ -310,10 +332,8 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
       case SIGTTOU: supervisor.scale(-1, self->now()); break;
       case SIGUSR1: self->reopen_logs(); break;
       case SIGUSR2: self->start_upgrade(); break;
-      default:
-        // WINCH is caught so that it is logged rather than silently ignored.
-        PF_LOG_WARN("%s: not supported by this version; ignored", strsignal(signum));
-        break;
+      case SIGWINCH: supervisor.park(self->now()); break;
+      default: break;
     }
   }
 
@@ -323,8 +343,10 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   }
 
   void reopen_logs() {
+    if (auto it = generations_.find(serving_); it != generations_.end()) prepare_log_files(it->second->config);
     std::string error;
     if (!log::open(current_error_log_, &error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
+    PF_LOG_NOTICE("logs reopened; telling %zu worker(s)", workers_.size());
     for (auto& [pid, worker] : workers_) signal(pid, SIGUSR1);
   }
 
@@ -412,11 +434,20 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   SlotSockets sockets_;
   std::map<pid_t, LiveWorker> workers_;
   int exit_code_ = 0;
+  std::mt19937_64 random_{std::random_device{}()};
   pid_t upgrade_from_;                // the master we replace, until we serve
   UvHandle<uv_process_t> successor_;  // the master replacing us (USR2)
 };
 
 }  // namespace
+
+bool may_run_as(const Config& config, std::string* why) {
+  if (::geteuid() != 0 || config.run_as.set()) return true;
+  *why = config.source_path +
+         ": running as root without `user`: set user = \"nobody\" (or another account) for the workers, "
+         "or user = \"root\" to serve as root deliberately";
+  return false;
+}
 
 int run_master(const Config& config, const std::string& config_text, pid_t upgrade_from) {
   log::set_identity("master");
@@ -427,6 +458,12 @@ int run_master(const Config& config, const std::string& config_text, pid_t upgra
     PF_LOG_ERROR("%s", error.c_str());
     return 1;
   }
+  if (!may_run_as(config, &error)) {
+    PF_LOG_ERROR("%s", error.c_str());
+    return 1;
+  }
+  if (config.run_as.set() && ::geteuid() != 0 && config.run_as.uid != ::geteuid())
+    PF_LOG_WARN("user \"%s\": the master is not root, so workers cannot switch; ignored", config.run_as.user.c_str());
   std::string ignored;
   if (auto pid = read_pid_file(config.pid_file, &ignored); pid && *pid != getpid() && is_running_preforkd(*pid)) {
     PF_LOG_ERROR("already running: pid %d in %s", static_cast<int>(*pid), config.pid_file.c_str());

@@ -15,6 +15,10 @@ namespace preforkd {
 // they serve what was validated even if the file changes meanwhile.
 // upgrade_from: the pid of the master this one replaces (USR2), or 0; once this
 // master's workers are all ready it tells that one to stop gracefully.
+// A root master needs `user` (user = "root" says running workers as root is meant);
+// false with *why otherwise. Checked at start and on every reload.
+bool may_run_as(const Config& config, std::string* why);
+
 int run_master(const Config& config, const std::string& config_text, pid_t upgrade_from = 0);
 
 }  // namespace preforkd

@@ -23,6 +23,7 @@ std::string_view to_string(MasterPhase phase) {
     case MasterPhase::idle: return "idle";
     case MasterPhase::running: return "running";
     case MasterPhase::reloading: return "reloading";
+    case MasterPhase::parked: return "parked";
     case MasterPhase::draining: return "draining";
     case MasterPhase::terminating: return "terminating";
     case MasterPhase::stopped: return "stopped";
@@ -64,7 +65,7 @@ void Supervisor::reload(std::uint64_t now) {
     reload_pending_ = true;
     return;
   }
-  if (phase_ != MasterPhase::running) return;
+  if (phase_ != MasterPhase::running && phase_ != MasterPhase::parked) return;
   begin_generation(now);
   rearm_timer();
 }
@@ -124,7 +125,8 @@ void Supervisor::abandon(const std::string& why, std::uint64_t now) {
   for (auto& [pid, worker] : workers_)
     if (worker.generation == generation && !worker.killed) kill_worker(worker, "its generation was abandoned");
   starting_ = 0;
-  phase_ = MasterPhase::running;
+  // A parked master (no slots) that failed to come back stays parked.
+  phase_ = slots_.empty() ? MasterPhase::parked : MasterPhase::running;
   check_generation_gone(generation);
   after_reload(now);
 }
@@ -165,8 +167,9 @@ void Supervisor::scale(int delta, std::uint64_t now) {
     slots_.pop_back();
     PF_LOG_NOTICE("scaling down: slot %zu leaves generation %u", slots_.size(), serving_);
     control_.serving(serving_, static_cast<int>(slots_.size()));
-    if (auto it = workers_.find(last.pid); last.pid != 0 && it != workers_.end())
-      retire_worker(it->second, /*successor=*/false, now);
+    for (pid_t pid : {last.pid, last.successor})
+      if (auto it = workers_.find(pid); pid != 0 && it != workers_.end())
+        retire_worker(it->second, /*successor=*/false, now);
   }
   rearm_timer();
 }
@@ -225,6 +228,9 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
     int ready = 0;
     for (const auto& [p, w] : workers_) ready += (w.generation == starting_ && w.state == WorkerState::ready);
     if (ready == starting_count_) promote(now);
+  } else if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
+             slots_[worker.slot].successor == pid) {
+    take_over(worker, now);
   } else if (worker.generation == serving_) {
     bool all_ready = true;
     for (const SlotInfo& slot : slots_) {
@@ -250,6 +256,26 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
   workers_.erase(it);
   control_.worker_gone(pid);
   std::string how = describe_exit(status, signal);
+  if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size())) {
+    SlotInfo& slot = slots_[worker.slot];
+    if (slot.successor == pid) {
+      // The old worker keeps serving; the next recycle() call tries again.
+      PF_LOG_WARN("slot %d: successor %d exited before it was ready (%s)", worker.slot, static_cast<int>(pid),
+                  how.c_str());
+      slot.successor = 0;
+      rearm_timer();
+      return;
+    }
+    if (slot.pid == pid && slot.successor != 0 && !stopping()) {
+      // Died while its successor was starting: the successor simply takes the slot.
+      PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s); its successor %d takes over", worker.slot,
+                   static_cast<int>(pid), how.c_str(), static_cast<int>(slot.successor));
+      slot.pid = slot.successor;
+      slot.successor = 0;
+      rearm_timer();
+      return;
+    }
+  }
 
   if (stopping() || worker.state == WorkerState::retiring || worker.killed) {
     bool expected = stopping() || worker.state == WorkerState::retiring;
@@ -309,6 +335,57 @@ void Supervisor::stop(StopMode mode, std::uint64_t now) {
   if (stop_kill_due_ms_ == 0 || due < stop_kill_due_ms_) stop_kill_due_ms_ = due;
   check_stopped();
   rearm_timer();
+}
+
+void Supervisor::park(std::uint64_t now) {
+  if (phase_ != MasterPhase::running && phase_ != MasterPhase::reloading) return;
+  // Cleared first: abandoning a reload must not start the queued one.
+  reload_pending_ = false;
+  scale_pending_ = 0;
+  if (phase_ == MasterPhase::reloading) abandon("the workers are being stopped (WINCH)", now);
+  if (phase_ != MasterPhase::running) return;
+  phase_ = MasterPhase::parked;
+  slots_.clear();  // nothing is refilled until a reload
+  PF_LOG_NOTICE("stopping %zu worker(s) gracefully; the master stays (HUP starts a new generation)",
+                workers_.size());
+  // successor=true: the master keeps every socket for the generation a reload brings
+  // back, so the workers let go of them at once (nothing to linger for).
+  for (auto& [pid, worker] : workers_)
+    if (worker.state != WorkerState::retiring && !worker.killed) retire_worker(worker, /*successor=*/true, now);
+  rearm_timer();
+}
+
+void Supervisor::recycle(pid_t pid, std::uint64_t now) {
+  if (phase_ != MasterPhase::running) return;  // a reload or a stop replaces it anyway
+  auto it = workers_.find(pid);
+  if (it == workers_.end()) return;
+  WorkerInfo& worker = it->second;
+  if (worker.generation != serving_ || worker.state != WorkerState::ready || worker.killed) return;
+  if (worker.slot >= static_cast<int>(slots_.size())) return;
+  SlotInfo& slot = slots_[worker.slot];
+  if (slot.pid != pid || slot.successor != 0) return;
+  pid_t successor = control_.spawn(worker.slot, serving_);
+  if (successor <= 0) {
+    PF_LOG_ERROR("slot %d: could not start a successor for worker %d", worker.slot, static_cast<int>(pid));
+    return;
+  }
+  PF_LOG_NOTICE("slot %d: worker %d reached max_requests; starting successor %d", worker.slot,
+                static_cast<int>(pid), static_cast<int>(successor));
+  slot.successor = successor;
+  workers_[successor] = WorkerInfo{successor, worker.slot, serving_, WorkerState::starting, now, now, 0, false};
+  rearm_timer();
+}
+
+void Supervisor::take_over(WorkerInfo& successor, std::uint64_t now) {
+  SlotInfo& slot = slots_[successor.slot];
+  pid_t old = slot.pid;
+  slot.pid = successor.pid;
+  slot.successor = 0;
+  ++recycles_;
+  PF_LOG_NOTICE("slot %d: successor %d ready; retiring worker %d", successor.slot, static_cast<int>(successor.pid),
+                static_cast<int>(old));
+  if (auto it = workers_.find(old); it != workers_.end() && it->second.state != WorkerState::retiring)
+    retire_worker(it->second, /*successor=*/true, now);
 }
 
 void Supervisor::tick(std::uint64_t now) {

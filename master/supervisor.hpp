@@ -5,10 +5,17 @@
 //
 //   master:  running --reload--> reloading --new generation all ready--> running
 //                                reloading --a new worker fails / start timeout--> running (old kept)
-//            running | reloading --stop(graceful)--> draining --all exited--> stopped
+//            running | reloading --park (WINCH)--> parked --reload (HUP)--> reloading --ready--> running
+//            running | reloading | parked --stop(graceful)--> draining --all exited--> stopped
 //            running | reloading --stop(fast)-----> terminating --all exited--> stopped
 //   worker:  starting --ready--> ready --retire--> retiring --exit--> (gone)
-//   slot of the serving generation: a worker, or backing-off until its restart is due
+//   slot of the serving generation: a worker, or backing-off until its restart is due;
+//   recycle (max_requests): slot's worker --recycle--> + successor starting --successor ready-->
+//                           successor fills the slot, the old worker retires (handover as in a reload)
+//
+// parked (nginx's WINCH): every worker retires gracefully and no slot is refilled; the
+// master keeps its slot sockets (connections queue in their backlogs), so a following
+// reload serves them again: the fall-back step of a binary upgrade.
 //
 // A reload requested while one is in progress is remembered and started as soon as
 // the current one ends (several coalesce into one), so none is lost and there are
@@ -60,7 +67,7 @@ struct SupervisorOptions {
   BackoffPolicy backoff;
 };
 
-enum class MasterPhase { idle, running, reloading, draining, terminating, stopped };
+enum class MasterPhase { idle, running, reloading, parked, draining, terminating, stopped };
 enum class WorkerState { starting, ready, retiring };
 enum class StopMode { graceful, fast };
 
@@ -81,6 +88,7 @@ struct SlotInfo {
   std::uint64_t restart_due_ms = 0;
   unsigned failures = 0;            // consecutive; reset once a worker stayed up
   unsigned restarts = 0;            // total, for status
+  pid_t successor = 0;              // recycle: the worker starting to take over this slot
 };
 
 std::string_view to_string(MasterPhase phase);
@@ -100,6 +108,14 @@ class Supervisor {
   // status: exit code if the worker exited, else -1; signal: terminating signal or 0.
   void worker_exited(pid_t pid, int status, int signal, std::uint64_t now);
   void stop(StopMode mode, std::uint64_t now);
+  // WINCH: retire every worker gracefully and keep the master (and its sockets); a
+  // reload brings a new generation back.
+  void park(std::uint64_t now);
+  // The serving worker `pid` has used up its request budget (max_requests): start a
+  // successor for its slot; once that is ready the old one retires. Repeated calls
+  // while a successor starts do nothing; a successor that fails is simply retried
+  // at the next call.
+  void recycle(pid_t pid, std::uint64_t now);
   void tick(std::uint64_t now);
 
   MasterPhase phase() const { return phase_; }
@@ -110,6 +126,7 @@ class Supervisor {
   bool reload_pending() const { return reload_pending_; }
   unsigned reloads_ok() const { return reloads_ok_; }
   unsigned reloads_failed() const { return reloads_failed_; }
+  unsigned recycles() const { return recycles_; }
 
  private:
   bool begin_generation(std::uint64_t now);
@@ -119,6 +136,7 @@ class Supervisor {
   void fill_slot(int slot, std::uint64_t now);
   void schedule_restart(int slot, std::uint64_t now);
   void retire_worker(WorkerInfo& worker, bool successor, std::uint64_t now);
+  void take_over(WorkerInfo& successor, std::uint64_t now);
   void kill_worker(WorkerInfo& worker, const char* why);
   void check_generation_gone(unsigned generation);
   void check_stopped();
@@ -140,6 +158,7 @@ class Supervisor {
   int scale_pending_ = 0;
   unsigned reloads_ok_ = 0;
   unsigned reloads_failed_ = 0;
+  unsigned recycles_ = 0;
   std::uint64_t stop_kill_due_ms_ = 0;
   bool stop_killed_ = false;
 };

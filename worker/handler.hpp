@@ -37,6 +37,8 @@ class StreamTransport {
   // deadline is moved again first; 0 cancels. Cheap enough to call on every read.
   // (Not pure, so that a recording fake may ignore time.)
   virtual void set_timeout(std::uint64_t ms) { (void)ms; }
+  // The peer's address without port ("127.0.0.1", "::1"), for the access log.
+  virtual std::string peer_address() const { return "-"; }
 };
 
 // One connection's protocol state; created when the connection is accepted and

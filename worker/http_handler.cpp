@@ -17,6 +17,7 @@
 
 #include "common/log.hpp"
 #include "worker/file_cache.hpp"
+#include "worker/access_log.hpp"
 #include "worker/http_date.hpp"
 #include "worker/mime_types.hpp"
 
@@ -248,7 +249,9 @@ class HttpSession final : public StreamSession {
     }
     if (file.body) {
       // The cached contents go out as they are: one writev, no copy.
-      transport_.write_shared(status_head(200, keep_alive) + file.headers, file.body);
+      std::string head = status_head(200, keep_alive) + file.headers;
+      log_access(head, file.body->size());
+      transport_.write_shared(std::move(head), file.body);
       after_response(keep_alive);
       return;
     }
@@ -277,6 +280,7 @@ class HttpSession final : public StreamSession {
     file_offset_ = 0;
     file_remaining_ = static_cast<std::size_t>(st.st_size);
     keep_alive_after_file_ = keep_alive;
+    log_access(head, file_remaining_);
     transport_.pause_reading();
     transport_.write(std::move(head));
   }
@@ -346,6 +350,7 @@ class HttpSession final : public StreamSession {
   }
 
   void finish_response(std::string head, std::string body, bool keep_alive) {
+    log_access(head, body.size());
     transport_.write(std::move(head), std::move(body));
     after_response(keep_alive);
   }
@@ -365,6 +370,7 @@ class HttpSession final : public StreamSession {
   // Parser callbacks: collect the target and the one header we act on.
   static int on_message_begin(http_parser* p) {
     auto* s = self(p);
+    s->access_headers_.reset();
     s->in_message_ = true;
     s->idle_armed_ = false;
     s->headers_done_ = false;
@@ -462,9 +468,21 @@ class HttpSession final : public StreamSession {
       transfer_encoding_ = value_;
     }
     if (iequals(field_, "if-modified-since")) if_modified_since_ = value_;
+    access_headers_.note(field_, value_);
     field_.clear();
     value_.clear();
     last_was_value_ = false;
+  }
+
+  // One line per response in the access log, if configured; a request the parser
+  // rejected has no trustworthy request line.
+  void log_access(const std::string& head, std::size_t body_bytes) {
+    if (!access_log::enabled()) return;
+    int status = access_log::status_of(head);
+    bool parsed = HTTP_PARSER_ERRNO(&parser_) == HPE_OK || HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED;
+    std::string remote = transport_.peer_address();
+    access_log::write({remote, parsed ? http_method_str(static_cast<http_method>(parser_.method)) : "", url_,
+                       parser_.http_major, parser_.http_minor, status, body_bytes, &access_headers_});
   }
 
   StreamTransport& transport_;
@@ -472,6 +490,7 @@ class HttpSession final : public StreamSession {
   const ListenerLimits& limits_;
   const std::uint64_t header_timeout_ms_;
   const std::uint64_t idle_timeout_ms_;
+  access_log::RequestHeaders access_headers_;
   WorkerStats& stats_;
   http_parser parser_{};
   std::string input_;  // bytes received but not yet parsed

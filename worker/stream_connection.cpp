@@ -2,6 +2,7 @@
 // their bytes, orderly shutdown, and deletion from the close callback.
 #include "worker/stream_connection.hpp"
 
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "common/log.hpp"
@@ -49,6 +50,25 @@ void StreamConnection::start(int fd, StreamHandler& handler, std::uint64_t send_
   uv_tcp_nodelay(&tcp_, 1);
   session_ = handler.open_session(*this);
   resume_reading();
+}
+
+std::string StreamConnection::peer_address() const {
+  if (!peer_address_.empty() || !initialized_) return peer_address_.empty() ? "-" : peer_address_;
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  char name[INET6_ADDRSTRLEN] = "-";
+  int rc = uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (rc == 0 && ss.ss_family == AF_INET) {
+    rc = uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), name, sizeof name);
+  } else if (rc == 0 && ss.ss_family == AF_INET6) {
+    rc = uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&ss), name, sizeof name);
+  }
+  if (rc != 0) {
+    PF_LOG_DEBUG("getpeername: %s", uv_strerror(rc));
+    return "-";
+  }
+  peer_address_ = name;
+  return peer_address_;
 }
 
 void StreamConnection::write(std::string head, std::string body) {

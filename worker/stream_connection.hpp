@@ -41,6 +41,7 @@ class StreamConnection final : public StreamTransport {
   void shutdown_and_close() override;
   void close() override;
   void set_timeout(std::uint64_t ms) override;
+  std::string peer_address() const override;
   bool closing() const { return closing_; }
 
   void retire();
@@ -80,6 +81,7 @@ class StreamConnection final : public StreamTransport {
   std::uint64_t send_timeout_ms_ = 0;
   std::uint64_t bytes_queued_ = 0;
   std::uint64_t sent_at_last_check_ = 0;
+  mutable std::string peer_address_;  // looked up on first use
 };
 
 // All open connections of one worker, so that retiring can reach each of them and

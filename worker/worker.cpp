@@ -25,7 +25,9 @@
 #include "common/listen_socket.hpp"
 #include "common/log.hpp"
 #include "common/uv_handle.hpp"
+#include "worker/access_log.hpp"
 #include "worker/handler_registry.hpp"
+#include "worker/privileges.hpp"
 #include "worker/stream_connection.hpp"
 #include "worker/tcp_listener.hpp"
 #include "worker/udp_listener.hpp"
@@ -133,6 +135,10 @@ class Worker {
     std::string error;
     log::set_level(config_.log.level);
     if (!log::open(config_.log.error_log, &error)) PF_LOG_ERROR("%s", error.c_str());
+    if (!access_log::open(config_.log.access_log, &error)) PF_LOG_ERROR("%s", error.c_str());
+    // Raised while still root: above the hard limit only root may go.
+    if (config_.worker_rlimit_nofile != 0 && !set_nofile_limit(config_.worker_rlimit_nofile, &error))
+      PF_LOG_ERROR("worker_rlimit_nofile: %s", error.c_str());
     if (start.listener_fds.size() != config_.listeners.size()) {
       PF_LOG_ERROR("master passed %zu listener fds for %zu listeners", start.listener_fds.size(),
                    config_.listeners.size());
@@ -144,6 +150,11 @@ class Worker {
     });
     for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
       if (!adopt_listener(config_.listeners[i], start.listener_fds[i])) return fail(2);
+    }
+    // Last: sockets (inherited) and logs are open; nothing after this needs root.
+    if (!drop_privileges(config_.run_as, &error)) {
+      PF_LOG_ERROR("dropping privileges: %s", error.c_str());
+      return fail(2);
     }
     state_ = State::serving;
     start_heartbeat();
@@ -295,13 +306,17 @@ class Worker {
     heartbeat_.reset();
     linger_.reset();
     ipc_.reset();
+    access_log::close();
     for (auto& s : signals_) s.reset();
   }
 
   void reopen_log() {
+    if (state_ == State::waiting_for_start) return;
     std::string error;
-    if (state_ != State::waiting_for_start && !log::open(config_.log.error_log, &error))
-      PF_LOG_ERROR("reopen log: %s", error.c_str());
+    if (!log::open(config_.log.error_log, &error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
+    if (!access_log::reopen(&error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
+    // In the new file: tells logrotate scripts (and tests) that this worker switched.
+    PF_LOG_INFO("logs reopened");
   }
 
   uv_loop_t* loop_;

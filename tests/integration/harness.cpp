@@ -215,9 +215,12 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
   config << "workers = " << options_.workers << "\n"
          << "pid_file = \"" << pid_file_ << "\"\n"
          << "graceful_timeout = " << options_.graceful_timeout << "\n"
-         << "worker_timeout = " << options_.worker_timeout << "\n"
-         << options_.top_config << "\n"
-         << "[log]\nlevel = \"info\"\n\n"
+         << "worker_timeout = " << options_.worker_timeout << "\n";
+  if (!options_.user.empty()) config << "user = \"" << options_.user << "\"\n";
+  config << options_.top_config
+         << "[log]\nlevel = \"info\"\n" << options_.log_config;
+  if (options_.error_log_to_file) config << "error_log = \"" << log_path_ << "\"\n";
+  config << "\n"
          << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
          << "\"\nprotocol = \"http\"\nroot = \"www\"\n" << options_.web_config << "\n"
          << "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:" << echo_port_

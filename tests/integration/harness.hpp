@@ -44,7 +44,12 @@ struct ServerOptions {
   std::string extra_config; // appended verbatim
   double worker_timeout = 30;
   std::string crash_if_exists;  // PREFORKD_TEST_CRASH_IF_EXISTS for the workers
-  std::string top_config;       // top-level keys, written before any table
+  // Top-level keys written before any table. Tests run as root, and a root master
+  // refuses to start without `user`: "root" says so explicitly.
+  std::string user = "root";
+  std::string top_config;       // more top-level keys, verbatim
+  std::string log_config;       // more [log] keys, verbatim
+  bool error_log_to_file = false;  // [log] error_log = the file log() reads (else stderr, the same file)
   std::string web_config;       // keys inside the "web" (http) listener table
   std::string echo_config;      // keys inside the "echo" (tcp-echo) listener table
   std::string udp_config;       // keys inside the "echo-udp" listener table

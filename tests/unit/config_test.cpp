@@ -578,5 +578,78 @@ TEST_F(ConfigTest, RejectsLimitsOnProtocolsTheyDoNotApplyTo) {
             "5:21: listen[1].max_datagram_size: not allowed for protocol \"http\"");
 }
 
+// --- Operability keys: user, group, worker_rlimit_nofile, max_requests, access_log ---
+
+TEST_F(ConfigTest, OperabilityKeysDefaultToOff) {
+  const Config c = parse(kEcho);
+  EXPECT_FALSE(c.run_as.set());
+  EXPECT_EQ(c.worker_rlimit_nofile, 0u);
+  EXPECT_EQ(c.max_requests, 0u);
+  EXPECT_EQ(c.max_requests_jitter, 0u);
+  EXPECT_EQ(c.log.access_log, "");
+}
+
+TEST_F(ConfigTest, ResolvesUserAndGroupToIds) {
+  // root (0:0) and nobody/nogroup exist on every Debian system.
+  Config c = parse("user = \"root\"\n" + std::string(kEcho));
+  EXPECT_TRUE(c.run_as.set());
+  EXPECT_EQ(c.run_as.user, "root");
+  EXPECT_EQ(c.run_as.uid, 0u);
+  EXPECT_EQ(c.run_as.gid, 0u);
+  c = parse("user = \"nobody\"\ngroup = \"nogroup\"\n" + std::string(kEcho));
+  EXPECT_EQ(c.run_as.uid, 65534u);
+  EXPECT_EQ(c.run_as.gid, 65534u);
+  EXPECT_EQ(c.run_as.group, "nogroup");
+  // Without `group`: the user's primary group.
+  c = parse("user = \"nobody\"\n" + std::string(kEcho));
+  EXPECT_EQ(c.run_as.gid, 65534u);
+  c = parse("user = \"nobody\"\ngroup = \"root\"\n" + std::string(kEcho));
+  EXPECT_EQ(c.run_as.uid, 65534u);
+  EXPECT_EQ(c.run_as.gid, 0u);
+}
+
+TEST_F(ConfigTest, RejectsBadUserAndGroup) {
+  EXPECT_EQ(error("user = \"no-such-user-xyz\"\n" + std::string(kEcho)),
+            "1:8: user: unknown user \"no-such-user-xyz\"");
+  EXPECT_EQ(error("user = \"nobody\"\ngroup = \"no-such-group-xyz\"\n" + std::string(kEcho)),
+            "2:9: group: unknown group \"no-such-group-xyz\"");
+  EXPECT_EQ(error("group = \"nogroup\"\n" + std::string(kEcho)),
+            "1:9: group: needs user (a group alone does not drop privileges)");
+  EXPECT_EQ(error("user = 0\n" + std::string(kEcho)), "1:8: user: expected string");
+  EXPECT_EQ(error("user = \"\"\n" + std::string(kEcho)), "1:8: user: must not be empty");
+}
+
+TEST_F(ConfigTest, ReadsWorkerRlimitNofile) {
+  EXPECT_EQ(parse("worker_rlimit_nofile = 4096\n" + std::string(kEcho)).worker_rlimit_nofile, 4096u);
+  EXPECT_EQ(parse("worker_rlimit_nofile = 1\n" + std::string(kEcho)).worker_rlimit_nofile, 1u);
+  EXPECT_EQ(error("worker_rlimit_nofile = 0\n" + std::string(kEcho)),
+            "1:24: worker_rlimit_nofile: must be between 1 and 1073741824");
+  EXPECT_EQ(error("worker_rlimit_nofile = \"lots\"\n" + std::string(kEcho)),
+            "1:24: worker_rlimit_nofile: expected integer");
+}
+
+TEST_F(ConfigTest, ReadsMaxRequestsAndJitter) {
+  Config c = parse("max_requests = 1000\nmax_requests_jitter = 50\n" + std::string(kEcho));
+  EXPECT_EQ(c.max_requests, 1000u);
+  EXPECT_EQ(c.max_requests_jitter, 50u);
+  EXPECT_EQ(parse("max_requests = 0\n" + std::string(kEcho)).max_requests, 0u);
+  EXPECT_EQ(error("max_requests = -1\n" + std::string(kEcho)),
+            "1:16: max_requests: must be between 0 and 1000000000000");
+  EXPECT_EQ(error("max_requests = 1.5\n" + std::string(kEcho)), "1:16: max_requests: expected integer");
+  EXPECT_EQ(error("max_requests = 10\nmax_requests_jitter = -1\n" + std::string(kEcho)),
+            "2:23: max_requests_jitter: must be between 0 and 1000000000000");
+  EXPECT_EQ(error("max_requests_jitter = 5\n" + std::string(kEcho)),
+            "1:23: max_requests_jitter: needs max_requests > 0 (jitter alone recycles nothing)");
+}
+
+TEST_F(ConfigTest, ResolvesAccessLogAgainstTheConfigDirectory) {
+  EXPECT_EQ(parse("[log]\naccess_log = \"logs/access.log\"\n" + std::string(kEcho)).log.access_log,
+            dir_ + "/logs/access.log");
+  EXPECT_EQ(parse("[log]\naccess_log = \"/var/log/a.log\"\n" + std::string(kEcho)).log.access_log,
+            "/var/log/a.log");
+  EXPECT_EQ(error("[log]\naccess_log = \"\"\n" + std::string(kEcho)), "2:14: log.access_log: must not be empty");
+  EXPECT_EQ(error("[log]\naccess_log = true\n" + std::string(kEcho)), "2:14: log.access_log: expected string");
+}
+
 }  // namespace
 }  // namespace preforkd

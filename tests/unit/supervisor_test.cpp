@@ -1110,12 +1110,265 @@ TEST_F(SupervisorTest, PhaseAndStateNames) {
   EXPECT_EQ(to_string(MasterPhase::idle), "idle");
   EXPECT_EQ(to_string(MasterPhase::running), "running");
   EXPECT_EQ(to_string(MasterPhase::reloading), "reloading");
+  EXPECT_EQ(to_string(MasterPhase::parked), "parked");
   EXPECT_EQ(to_string(MasterPhase::draining), "draining");
   EXPECT_EQ(to_string(MasterPhase::terminating), "terminating");
   EXPECT_EQ(to_string(MasterPhase::stopped), "stopped");
   EXPECT_EQ(to_string(WorkerState::starting), "starting");
   EXPECT_EQ(to_string(WorkerState::ready), "ready");
   EXPECT_EQ(to_string(WorkerState::retiring), "retiring");
+}
+
+// --- recycle (max_requests) --------------------------------------------------------
+
+TEST_F(SupervisorTest, RecycleStartsASuccessorAndRetiresTheOldWorkerOnceItIsReady) {
+  start_ready(2, 0);
+  const pid_t old = slot(1).pid;
+  ctl_.clear();
+  sup_.recycle(old, 100);
+  ASSERT_EQ(ctl_.spawns.size(), 1u);
+  EXPECT_EQ(ctl_.spawns[0].slot, 1);
+  EXPECT_EQ(ctl_.spawns[0].generation, 1u);  // same generation: not a reload
+  const pid_t successor = ctl_.spawns[0].pid;
+  EXPECT_EQ(slot(1).pid, old);  // the old worker serves until the successor is ready
+  EXPECT_EQ(slot(1).successor, successor);
+  EXPECT_EQ(worker(successor).state, WorkerState::starting);
+  EXPECT_TRUE(ctl_.retires.empty());
+  EXPECT_EQ(sup_.phase(), MasterPhase::running);
+
+  // More heartbeats over the limit while it starts change nothing.
+  sup_.recycle(old, 150);
+  EXPECT_EQ(ctl_.spawns.size(), 1u);
+
+  sup_.worker_ready(successor, 200);
+  EXPECT_EQ(slot(1).pid, successor);
+  EXPECT_EQ(slot(1).successor, 0);
+  EXPECT_EQ(ctl_.retires, (std::vector<RetireCall>{{old, true}}));  // handover: no linger
+  EXPECT_EQ(worker(old).state, WorkerState::retiring);
+  EXPECT_EQ(worker(old).kill_due_ms, 200 + kGraceful);
+  EXPECT_EQ(sup_.recycles(), 1u);
+  EXPECT_TRUE(ctl_.servings.empty());  // steering is unchanged
+
+  // The old worker's exit is expected: nothing restarts.
+  sup_.worker_exited(old, 0, 0, 300);
+  EXPECT_EQ(ctl_.spawns.size(), 1u);
+  EXPECT_TRUE(ctl_.gone_generations.empty());
+  EXPECT_EQ(slot(1).pid, successor);
+}
+
+TEST_F(SupervisorTest, RecycleIgnoresWorkersThatAreNotServing) {
+  start_ready(2, 0);
+  ctl_.clear();
+  sup_.recycle(4242, 100);  // unknown
+  EXPECT_TRUE(ctl_.spawns.empty());
+  // During a reload the new generation replaces every worker anyway.
+  const pid_t old = slot(0).pid;
+  unsigned gen = reload(2, 100);
+  sup_.recycle(old, 150);
+  EXPECT_EQ(ctl_.pids_of(1).size(), 0u);
+  ready_all(gen, 200);
+  // A retiring worker is never recycled.
+  ctl_.clear();
+  sup_.recycle(old, 250);
+  EXPECT_TRUE(ctl_.spawns.empty());
+  // A worker that is still starting neither.
+  const pid_t fresh = slot(0).pid;
+  sup_.worker_exited(fresh, 1, 0, 300);  // crash: replacement starts
+  const pid_t replacement = slot(0).pid;
+  ASSERT_EQ(worker(replacement).state, WorkerState::starting);
+  ctl_.clear();
+  sup_.recycle(replacement, 310);
+  EXPECT_TRUE(ctl_.spawns.empty());
+}
+
+TEST_F(SupervisorTest, SuccessorThatDiesKeepsTheOldWorkerAndIsRetriedLater) {
+  start_ready(1, 0);
+  const pid_t old = slot(0).pid;
+  sup_.recycle(old, 100);
+  const pid_t first = slot(0).successor;
+  ctl_.clear();
+  sup_.worker_exited(first, 1, 0, 150);
+  EXPECT_EQ(slot(0).pid, old);
+  EXPECT_EQ(slot(0).successor, 0);
+  EXPECT_TRUE(ctl_.spawns.empty());  // no crash-restart of the slot: its worker is fine
+  EXPECT_TRUE(ctl_.retires.empty());
+  sup_.recycle(old, 1200);
+  ASSERT_EQ(ctl_.spawns.size(), 1u);
+  EXPECT_EQ(slot(0).successor, ctl_.spawns[0].pid);
+}
+
+TEST_F(SupervisorTest, SpawnFailureOfASuccessorKeepsTheOldWorker) {
+  start_ready(1, 0);
+  const pid_t old = slot(0).pid;
+  ctl_.clear();
+  ctl_.fail_next = 1;
+  sup_.recycle(old, 100);
+  EXPECT_EQ(slot(0).pid, old);
+  EXPECT_EQ(slot(0).successor, 0);
+  EXPECT_TRUE(ctl_.retires.empty());
+  EXPECT_TRUE(ctl_.signals.empty());
+}
+
+TEST_F(SupervisorTest, SuccessorNotReadyInTimeIsKilledAndTheOldWorkerStays) {
+  start_ready(1, 0);
+  const pid_t old = slot(0).pid;
+  sup_.recycle(old, 100);
+  const pid_t successor = slot(0).successor;
+  sup_.worker_heartbeat(old, 100 + kStartTimeout);
+  sup_.tick(100 + kStartTimeout);
+  EXPECT_EQ(ctl_.signal_count(successor, SIGKILL), 1u);
+  ctl_.clear();
+  sup_.worker_exited(successor, -1, SIGKILL, 100 + kStartTimeout + 5);
+  EXPECT_EQ(slot(0).pid, old);
+  EXPECT_EQ(slot(0).successor, 0);
+  EXPECT_TRUE(ctl_.spawns.empty());
+}
+
+TEST_F(SupervisorTest, OldWorkerDyingWhileItsSuccessorStartsHandsTheSlotOver) {
+  start_ready(1, 0);
+  const pid_t old = slot(0).pid;
+  sup_.recycle(old, 100);
+  const pid_t successor = slot(0).successor;
+  ctl_.clear();
+  sup_.worker_exited(old, -1, SIGSEGV, 150);
+  EXPECT_EQ(slot(0).pid, successor);
+  EXPECT_EQ(slot(0).successor, 0);
+  EXPECT_TRUE(ctl_.spawns.empty());  // no second replacement
+  sup_.worker_ready(successor, 200);
+  EXPECT_TRUE(ctl_.retires.empty());
+  EXPECT_EQ(worker(successor).state, WorkerState::ready);
+}
+
+TEST_F(SupervisorTest, ReloadRetiresAStartingSuccessorWithTheOldGeneration) {
+  start_ready(1, 0);
+  const pid_t old = slot(0).pid;
+  sup_.recycle(old, 100);
+  const pid_t successor = slot(0).successor;
+  unsigned gen = reload(1, 200);
+  ready_all(gen, 300);
+  EXPECT_EQ(worker(old).state, WorkerState::retiring);
+  EXPECT_EQ(worker(successor).state, WorkerState::retiring);
+  EXPECT_EQ(slot(0).successor, 0);
+  // Its late ready does not take the slot.
+  const pid_t serving = slot(0).pid;
+  sup_.worker_ready(successor, 350);
+  EXPECT_EQ(slot(0).pid, serving);
+}
+
+TEST_F(SupervisorTest, ScaleDownRetiresTheLastSlotsSuccessorToo) {
+  start_ready(2, 0);
+  const pid_t old = slot(1).pid;
+  sup_.recycle(old, 100);
+  const pid_t successor = slot(1).successor;
+  ctl_.clear();
+  sup_.scale(-1, 200);
+  EXPECT_EQ(ctl_.retires, (std::vector<RetireCall>{{old, false}, {successor, false}}));
+}
+
+// --- park (WINCH) --------------------------------------------------------------------
+
+TEST_F(SupervisorTest, ParkRetiresEveryWorkerAndRefillsNothing) {
+  start_ready(2, 0);
+  const pid_t a = slot(0).pid, b = slot(1).pid;
+  ctl_.clear();
+  sup_.park(100);
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+  EXPECT_TRUE(sup_.slots().empty());
+  EXPECT_EQ(ctl_.retires, (std::vector<RetireCall>{{a, true}, {b, true}}));
+  EXPECT_TRUE(ctl_.servings.empty());  // sockets and steering stay with the master
+  EXPECT_EQ(ctl_.timer, 100 + kGraceful);
+  sup_.worker_exited(a, 0, 0, 200);
+  sup_.worker_exited(b, 0, 0, 250);
+  EXPECT_TRUE(ctl_.spawns.empty());
+  EXPECT_TRUE(sup_.workers().empty());
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+  EXPECT_EQ(ctl_.stopped_calls, 0);  // the master stays
+  EXPECT_EQ(ctl_.timer, 0u);
+  // Nothing to restart, scale or recycle while parked; a second WINCH is a no-op.
+  sup_.tick(10'000);
+  sup_.scale(+1, 10'000);
+  sup_.park(10'000);
+  EXPECT_TRUE(ctl_.spawns.empty());
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+}
+
+TEST_F(SupervisorTest, ParkedWorkersStillDrainingAreKilledAtTheGracefulDeadline) {
+  start_ready(1, 0);
+  const pid_t a = slot(0).pid;
+  sup_.park(100);
+  sup_.tick(100 + kGraceful);
+  EXPECT_EQ(ctl_.signal_count(a, SIGKILL), 1u);
+}
+
+TEST_F(SupervisorTest, ReloadAfterParkBringsANewGenerationBack) {
+  start_ready(2, 0);
+  const pid_t a = slot(0).pid;
+  sup_.park(100);
+  sup_.worker_exited(a, 0, 0, 150);  // b still draining
+  ctl_.clear();
+  unsigned gen = reload(3, 200);
+  EXPECT_EQ(gen, 2u);
+  EXPECT_EQ(sup_.phase(), MasterPhase::reloading);
+  EXPECT_EQ(ctl_.pids_of(gen).size(), 3u);
+  ready_all(gen, 300);
+  EXPECT_EQ(sup_.phase(), MasterPhase::running);
+  EXPECT_EQ(sup_.serving_generation(), gen);
+  ASSERT_EQ(sup_.slots().size(), 3u);
+  EXPECT_EQ(ctl_.servings, (std::vector<ServingCall>{{gen, 3}}));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(worker(slot(i).pid).generation, gen);
+}
+
+TEST_F(SupervisorTest, FailedReloadAfterParkStaysParked) {
+  start_ready(1, 0);
+  sup_.park(100);
+  ctl_.count = 0;  // invalid configuration
+  sup_.reload(200);
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+  ctl_.count = 1;
+  ctl_.fail_next = 1;  // its worker cannot start: the reload is abandoned
+  sup_.reload(300);
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+  EXPECT_TRUE(sup_.slots().empty());
+  sup_.reload(400);
+  EXPECT_EQ(sup_.phase(), MasterPhase::reloading);
+}
+
+TEST_F(SupervisorTest, ParkDuringReloadAbandonsItAndDropsQueuedRequests) {
+  start_ready(1, 0);
+  const pid_t old = slot(0).pid;
+  unsigned gen = reload(1, 100);
+  const pid_t fresh = ctl_.pids_of(gen).at(0);
+  sup_.reload(150);  // queued
+  sup_.scale(+1, 150);  // queued
+  ctl_.clear();
+  sup_.park(200);
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+  EXPECT_EQ(ctl_.signal_count(fresh, SIGKILL), 1u);
+  EXPECT_EQ(ctl_.retires, (std::vector<RetireCall>{{old, true}}));
+  EXPECT_TRUE(ctl_.spawns.empty());
+  EXPECT_FALSE(sup_.reload_pending());
+}
+
+TEST_F(SupervisorTest, StopWhileParkedStopsOnceTheDrainingWorkersExit) {
+  start_ready(1, 0);
+  const pid_t a = slot(0).pid;
+  sup_.park(100);
+  sup_.stop(StopMode::graceful, 200);
+  EXPECT_EQ(sup_.phase(), MasterPhase::draining);
+  EXPECT_EQ(ctl_.signal_count(a, SIGQUIT), 0u);  // already retiring
+  sup_.worker_exited(a, 0, 0, 300);
+  EXPECT_EQ(sup_.phase(), MasterPhase::stopped);
+  EXPECT_EQ(ctl_.stopped_calls, 1);
+}
+
+TEST_F(SupervisorTest, StopWhileParkedWithNoWorkerStopsAtOnce) {
+  start_ready(1, 0);
+  const pid_t a = slot(0).pid;
+  sup_.park(100);
+  sup_.worker_exited(a, 0, 0, 150);
+  sup_.stop(StopMode::fast, 200);
+  EXPECT_EQ(sup_.phase(), MasterPhase::stopped);
+  EXPECT_EQ(ctl_.stopped_calls, 1);
 }
 
 }  // namespace
