@@ -301,7 +301,9 @@ TEST_F(Limits, ClientThatNeverReadsIsClosedAfterSendTimeoutWithBoundedMemory) {
   std::printf("never-reading client closed after %.2f s (send_timeout = 1 s); worker VmRSS %ld -> %ld KiB\n", took,
               rss_before, rss_after);
   EXPECT_GE(took, 0.9);
-  EXPECT_LT(rss_after - rss_before, 8 * 1024) << "queued output grew memory";
+  if (!kSanitized) {  // ASan's quarantine keeps freed memory resident
+    EXPECT_LT(rss_after - rss_before, 8 * 1024) << "queued output grew memory";
+  }
   close(fd);
 }
 
@@ -350,7 +352,9 @@ TEST_F(Limits, TcpEchoIdleAndNeverReadingClientsAreClosed) {
   std::printf("echo flood: %zu KiB sent unread, closed after %.2f s; worker VmRSS %ld -> %ld KiB\n", sent / 1024,
               seconds_since(start), rss_before, rss_after);
   EXPECT_TRUE(closed) << "flooding, never-reading echo client still connected";
-  EXPECT_LT(rss_after - rss_before, 8 * 1024);
+  if (!kSanitized) {
+    EXPECT_LT(rss_after - rss_before, 8 * 1024);
+  }
   close(fd);
 }
 
@@ -412,6 +416,11 @@ TEST(ConnectionCap, WorkerStopsAcceptingAtMaxConnectionsAndResumesBelow) {
 }
 
 TEST(FdExhaustion, EmfileNeitherSpinsNorCrashesAndRecovers) {
+  if (kSanitized) {
+    // UBSan's vptr check probes memory through a pipe(); out of fds, the probe
+    // fails and it reports a false "invalid vptr" at the next virtual call.
+    GTEST_SKIP() << "not under sanitizers: their runtime needs fds of its own";
+  }
   Preforkd server({.workers = 1, .rlimit_nofile = "40"});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;

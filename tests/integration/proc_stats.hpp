@@ -50,4 +50,12 @@ inline bool signal_ignored(pid_t pid, int signum) {
   return (std::stoull(mask, nullptr, 16) >> (signum - 1)) & 1;
 }
 
+// Built with -fsanitize=address (the whole tree is, tests included): ASan keeps
+// freed memory in quarantine, so RSS says nothing about our own memory use.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 }  // namespace itest
