@@ -99,7 +99,7 @@ class Loader {
   Config load(const toml::table& root) {
     Config config;
     config.source_path = source_path_;
-    reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "log", "listen"});
+    reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "log", "listen", "admin"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -110,7 +110,17 @@ class Loader {
     }
     if (const toml::node* n = root.get("worker_timeout")) config.worker_timeout_s = seconds(*n, "worker_timeout");
     if (const toml::node* n = root.get("log")) config.log = log_settings(*n);
+    if (const toml::node* n = root.get("admin")) config.admin = admin_settings(*n);
     config.listeners = listeners(root);
+    if (const toml::node* n = root.get("admin"); n != nullptr && config.admin.enabled) {
+      for (size_t j = 0; j < config.listeners.size(); ++j) {
+        if (!is_datagram(config.listeners[j].protocol) && config.listeners[j].address == config.admin.address) {
+          const toml::node* at = n->as_table() ? n->as_table()->get("address") : nullptr;
+          fail((at ? at : n)->source(), "admin.address",
+               "duplicate address " + config.admin.address.to_string() + " (also used by " + listener_path(j) + ")");
+        }
+      }
+    }
     return config;
   }
 
@@ -211,6 +221,26 @@ class Loader {
     if (const toml::node* n = t.get("error_log")) {
       const std::string& target = non_empty_string(*n, "log.error_log");
       out.error_log = target == "stderr" ? target : resolve(*n, "log.error_log", target);
+    }
+    return out;
+  }
+
+  // A written [admin] table turns the endpoint on; `enabled = false` turns it off
+  // again without deleting lines.
+  AdminConfig admin_settings(const toml::node& node) const {
+    const toml::table& t = expect_table(node, "admin");
+    reject_unknown_keys(t, "admin", {"enabled", "address"});
+    AdminConfig out;
+    out.enabled = true;
+    if (const toml::node* n = t.get("enabled")) {
+      const auto* b = n->as_boolean();
+      if (b == nullptr) fail(n->source(), "admin.enabled", "expected true or false");
+      out.enabled = b->get();
+    }
+    if (const toml::node* n = t.get("address")) {
+      out.address = address(*n, "admin.address");
+    } else {
+      out.address = *parse_address("127.0.0.1:" + std::to_string(kDefaultAdminPort));
     }
     return out;
   }

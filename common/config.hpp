@@ -31,6 +31,14 @@ struct LogConfig {
   std::string error_log = "stderr";  // "stderr" or an absolute path, opened O_APPEND
 };
 
+// The master's HTTP admin endpoint (/metrics, /status). Off unless [admin] is
+// written; loopback unless the operator writes another address.
+struct AdminConfig {
+  bool enabled = false;
+  SocketAddress address;  // default 127.0.0.1:kDefaultAdminPort
+};
+inline constexpr int kDefaultAdminPort = 9180;
+
 struct Config {
   std::string source_path;           // the file this came from, for messages
   int workers = 1;                   // resolved: "auto" becomes the online CPU count
@@ -38,6 +46,7 @@ struct Config {
   double graceful_timeout_s = 30.0;  // QUIT / retirement: how long workers may drain before SIGKILL
   double worker_timeout_s = 30.0;    // a worker silent (no heartbeat) this long is killed and replaced
   LogConfig log;
+  AdminConfig admin;
   std::vector<ListenerConfig> listeners;
 };
 
