@@ -1,18 +1,17 @@
 // preforkd's command line: run the master, test a config (-t), signal a running
-// master (-s), or — when the master spawns us with --worker — run as a worker.
+// master (-s), show it (status), or — when the master spawns us with --worker —
+// run as a worker.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <string>
 
+#include "cli/status_command.hpp"
 #include "common/config.hpp"
+#include "common/version.hpp"
 #include "master/control.hpp"
 #include "master/master.hpp"
 #include "worker/worker.hpp"
-
-#ifndef PREFORKD_VERSION
-#define PREFORKD_VERSION "0.0.0"
-#endif
 
 namespace {
 
@@ -33,7 +32,7 @@ int load(const std::string& path, preforkd::Config* config, std::string* text) {
 
 int main(int argc, char** argv) {
   CLI::App app{"preforkd: a pre-fork multi-process server with zero-downtime reloads"};
-  app.set_version_flag("-v,--version", "preforkd " PREFORKD_VERSION);
+  app.set_version_flag("-v,--version", std::string("preforkd ") + preforkd::kVersion);
   std::string config_path = PREFORKD_DEFAULT_CONFIG;
   std::string action;
   bool test_only = false;
@@ -41,6 +40,9 @@ int main(int argc, char** argv) {
   app.add_flag("-t,--test", test_only, "test the configuration and exit (0 if valid)");
   // Not validated here: send_control reports a bad action with its own exit code (2).
   app.add_option("-s,--signal", action, "send a signal to the running master: stop, quit, reload, reopen");
+  CLI::App* status = app.add_subcommand(
+      "status", "show the running master and its workers (asks GET /status of the [admin] endpoint)");
+  status->fallthrough();  // `preforkd status -c FILE` as well as `preforkd -c FILE status`
 
   // Internal: how the master starts workers. Hidden from --help.
   bool worker = false;
@@ -69,5 +71,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!action.empty()) return preforkd::send_control(action, config.pid_file);
+  if (status->parsed()) return preforkd::print_status(config);
   return preforkd::run_master(config, text, upgrade_from);
 }

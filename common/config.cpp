@@ -107,7 +107,7 @@ class Loader {
     config.source_path = source_path_;
     reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
                                    "log", "listen", "user", "group", "worker_rlimit_nofile", "max_requests",
-                                   "max_requests_jitter"});
+                                   "max_requests_jitter", "admin"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -132,7 +132,17 @@ class Loader {
       if (config.max_requests == 0 && config.max_requests_jitter > 0)
         fail(n->source(), "max_requests_jitter", "needs max_requests > 0 (jitter alone recycles nothing)");
     }
+    if (const toml::node* n = root.get("admin")) config.admin = admin_settings(*n);
     config.listeners = listeners(root);
+    if (const toml::node* n = root.get("admin"); n != nullptr && config.admin.enabled) {
+      for (size_t j = 0; j < config.listeners.size(); ++j) {
+        if (!is_datagram(config.listeners[j].protocol) && config.listeners[j].address == config.admin.address) {
+          const toml::node* at = n->as_table() ? n->as_table()->get("address") : nullptr;
+          fail((at ? at : n)->source(), "admin.address",
+               "duplicate address " + config.admin.address.to_string() + " (also used by " + listener_path(j) + ")");
+        }
+      }
+    }
     return config;
   }
 
@@ -265,6 +275,26 @@ class Loader {
       auto gid = lookup_group(out.group, &error);
       if (!gid) fail(group->source(), "group", error);
       out.gid = *gid;
+    }
+    return out;
+  }
+
+  // A written [admin] table turns the endpoint on; `enabled = false` turns it off
+  // again without deleting lines.
+  AdminConfig admin_settings(const toml::node& node) const {
+    const toml::table& t = expect_table(node, "admin");
+    reject_unknown_keys(t, "admin", {"enabled", "address"});
+    AdminConfig out;
+    out.enabled = true;
+    if (const toml::node* n = t.get("enabled")) {
+      const auto* b = n->as_boolean();
+      if (b == nullptr) fail(n->source(), "admin.enabled", "expected true or false");
+      out.enabled = b->get();
+    }
+    if (const toml::node* n = t.get("address")) {
+      out.address = address(*n, "admin.address");
+    } else {
+      out.address = *parse_address("127.0.0.1:" + std::to_string(kDefaultAdminPort));
     }
     return out;
   }

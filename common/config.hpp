@@ -47,6 +47,14 @@ struct RunAs {
   bool set() const { return !user.empty(); }
 };
 
+// The master's HTTP admin endpoint (/metrics, /status). Off unless [admin] is
+// written; loopback unless the operator writes another address.
+struct AdminConfig {
+  bool enabled = false;
+  SocketAddress address;  // default 127.0.0.1:kDefaultAdminPort
+};
+inline constexpr int kDefaultAdminPort = 9180;
+
 struct Config {
   std::string source_path;           // the file this came from, for messages
   int workers = 1;                   // resolved: "auto" becomes the online CPU count
@@ -59,6 +67,7 @@ struct Config {
   std::uint64_t max_requests = 0;          // recycle a worker after this many requests; 0 = never
   std::uint64_t max_requests_jitter = 0;   // each worker's limit adds a random 0..jitter
   LogConfig log;
+  AdminConfig admin;
   std::vector<ListenerConfig> listeners;
 };
 

@@ -22,6 +22,7 @@
 #include "common/uv_handle.hpp"
 #include "master/kernel_features.hpp"
 #include "master/log_files.hpp"
+#include "master/observability.hpp"
 #include "master/pid_file.hpp"
 #include "master/slot_sockets.hpp"
 #include "master/supervisor.hpp"
@@ -64,7 +65,8 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
         supervisor_(*this, supervisor_options(config)),
         timer_(this),
         upgrade_from_(upgrade_from),
-        successor_(this) {}
+        successor_(this),
+        observability_(loop, supervisor_) {}
 
   int run() {
     char exe[4096];
@@ -95,6 +97,10 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
       ::unsetenv(kInheritedSocketsEnv);
     }
     log_kernel_features();
+    if (!observability_.start(initial_.config.admin)) {
+      close_handles();
+      return 1;
+    }
     PF_LOG_NOTICE("starting %d worker(s), %zu listener(s), config %s", initial_.config.workers,
                   initial_.config.listeners.size(), initial_.config.source_path.c_str());
     if (!supervisor_.start(now())) {
@@ -127,6 +133,9 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
       }
       if (prepared->config.pid_file != initial_.config.pid_file)
         PF_LOG_WARN("reload: pid_file changes take effect on restart only");
+      if (prepared->config.admin.enabled != initial_.config.admin.enabled ||
+          (prepared->config.admin.enabled && !(prepared->config.admin.address == initial_.config.admin.address)))
+        PF_LOG_WARN("reload: [admin] changes take effect on restart only");
     }
     // Bind every slot's sockets now, so that a port in use fails the start or the
     // reload at once, with the error, instead of failing each worker later.
@@ -205,6 +214,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   }
 
   void generation_gone(unsigned generation) override {
+    observability_.generation_gone(generation);
     if (generation != serving_) generations_.erase(generation);
     collect_sockets();
   }
@@ -226,13 +236,16 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     close_handles();
   }
 
-  void generation_ready(unsigned) override {
+  void generation_ready(unsigned generation) override {
+    observability_.generation_ready(generation);  // before QUIT to the old master: MAINPID moves first
     if (upgrade_from_ == 0) return;
     // The binary upgrade is complete: the old master may drain and go.
     PF_LOG_NOTICE("upgrade: serving; asking the old master %d to stop gracefully", static_cast<int>(upgrade_from_));
     signal(upgrade_from_, SIGQUIT);
     upgrade_from_ = 0;
   }
+
+  void reload_finished(unsigned generation, bool ok) override { observability_.reload_finished(generation, ok); }
 
   // --- WorkerProcess::Events ---------------------------------------------------------
 
@@ -241,12 +254,14 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
       supervisor_.worker_ready(pid, now());
     } else if (auto* heartbeat = std::get_if<ipc::Heartbeat>(&message)) {
       supervisor_.worker_heartbeat(pid, now());
+      record_counters(pid, heartbeat->counters);
       // max_requests is checked here, at heartbeat pace (1 s), not per request: the
       // master already has the counters, and a worker need not know its budget.
       if (auto it = workers_.find(pid); it != workers_.end() && it->second.request_limit != 0 &&
                                         heartbeat->counters.requests >= it->second.request_limit)
         supervisor_.recycle(pid, now());
     } else if (auto* draining = std::get_if<ipc::Draining>(&message)) {
+      record_counters(pid, draining->counters);
       PF_LOG_INFO("worker %d draining: %llu connection(s) open", static_cast<int>(pid),
                   static_cast<unsigned long long>(draining->counters.active));
     }
@@ -259,6 +274,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   }
 
   void on_worker_exit(pid_t pid, int status, int signal) override {
+    observability_.worker_exited(pid);
     workers_.erase(pid);
     supervisor_.worker_exited(pid, status, signal, now());
   }
@@ -282,6 +298,11 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   std::uint64_t now() {
     uv_update_time(loop_);
     return uv_now(loop_);
+  }
+
+  void record_counters(pid_t pid, const ipc::Counters& counters) {
+    if (auto it = workers_.find(pid); it != workers_.end())
+      observability_.worker_counters(pid, it->second.generation, counters);
   }
 
   // Keeps exactly the sockets some live worker or the serving generation needs.
@@ -319,13 +340,18 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     PF_LOG_INFO("received %s", strsignal(signum));
     auto& supervisor = self->supervisor_;
     switch (signum) {
-      case SIGHUP: supervisor.reload(self->now()); break;
+      case SIGHUP:
+        self->observability_.reload_requested();
+        supervisor.reload(self->now());
+        break;
       case SIGQUIT:
       case SIGTERM:
       case SIGINT:
         // Stopping: let go of the slot sockets first, so that each closes (and new
         // connections are refused) as soon as its worker has taken what is queued.
         self->sockets_.retain_only({});
+        // A QUIT while our successor (USR2) runs is its hand-over: it is systemd's main pid now.
+        self->observability_.stopping(/*handed_over=*/static_cast<bool>(self->successor_));
         supervisor.stop(signum == SIGQUIT ? StopMode::graceful : StopMode::fast, self->now());
         break;
       case SIGTTIN: supervisor.scale(+1, self->now()); break;
@@ -351,6 +377,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   }
 
   void close_handles() {
+    observability_.close();
     timer_.reset();
     for (auto& s : signals_) s.reset();
     successor_.reset();  // closing the handle does not touch the new master itself
@@ -379,6 +406,10 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     for (char** e = environ; *e; ++e)
       if (std::strncmp(*e, inherited.c_str(), std::strlen(kInheritedSocketsEnv) + 1) != 0) env_strings.push_back(*e);
     env_strings.push_back(inherited);
+    // We took NOTIFY_SOCKET out of our environment (for the workers); the successor
+    // needs it to send MAINPID= and READY=1 when it takes over.
+    if (!observability_.notify_socket().empty())
+      env_strings.push_back("NOTIFY_SOCKET=" + observability_.notify_socket());
     std::vector<char*> env;
     for (auto& e : env_strings) env.push_back(e.data());
     env.push_back(nullptr);
@@ -437,6 +468,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   std::mt19937_64 random_{std::random_device{}()};
   pid_t upgrade_from_;                // the master we replace, until we serve
   UvHandle<uv_process_t> successor_;  // the master replacing us (USR2)
+  Observability observability_;       // admin endpoint, systemd notify
 };
 
 }  // namespace

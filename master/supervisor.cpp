@@ -76,6 +76,7 @@ bool Supervisor::begin_generation(std::uint64_t now) {
   if (count <= 0) {
     ++reloads_failed_;
     PF_LOG_ERROR("reload failed: generation %u keeps serving", serving_);
+    control_.reload_finished(serving_, false);
     return false;
   }
   phase_ = MasterPhase::reloading;
@@ -99,7 +100,10 @@ void Supervisor::promote(std::uint64_t now) {
   unsigned old = serving_;
   serving_ = starting_;
   starting_ = 0;
+  std::vector<SlotInfo> previous = std::move(slots_);
   slots_.assign(static_cast<std::size_t>(starting_count_), SlotInfo{});
+  for (std::size_t slot = 0; slot < slots_.size() && slot < previous.size(); ++slot)
+    slots_[slot].restarts = previous[slot].restarts;
   for (auto& [pid, worker] : workers_)
     if (worker.generation == serving_) slots_[worker.slot].pid = pid;
   ++reloads_ok_;
@@ -115,6 +119,7 @@ void Supervisor::promote(std::uint64_t now) {
       retire_worker(worker, worker.slot < starting_count_, now);
   check_generation_gone(old);
   control_.generation_ready(serving_);
+  control_.reload_finished(serving_, true);
   after_reload(now);
 }
 
@@ -128,6 +133,7 @@ void Supervisor::abandon(const std::string& why, std::uint64_t now) {
   // A parked master (no slots) that failed to come back stays parked.
   phase_ = slots_.empty() ? MasterPhase::parked : MasterPhase::running;
   check_generation_gone(generation);
+  control_.reload_finished(serving_, false);
   after_reload(now);
 }
 
@@ -193,6 +199,7 @@ void Supervisor::schedule_restart(int slot, std::uint64_t now) {
   info.pid = 0;
   std::uint64_t delay = restart_delay_ms(options_.backoff, info.failures);
   if (info.failures >= options_.backoff.crash_loop_after) {
+    if (info.failures == options_.backoff.crash_loop_after) ++crash_loops_;
     PF_LOG_ERROR("slot %d: crash loop: %u consecutive failures; next start in %llu ms", slot, info.failures,
                  ull(delay));
   }
@@ -294,6 +301,7 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
   } else if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
              slots_[worker.slot].pid == pid) {
     PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s)", worker.slot, static_cast<int>(pid), how.c_str());
+    ++worker_crashes_;
     SlotInfo& slot = slots_[worker.slot];
     bool was_healthy = worker.state == WorkerState::ready &&
                        now - worker.started_ms >= options_.backoff.healthy_after_ms;

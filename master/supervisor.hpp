@@ -49,6 +49,9 @@ class WorkerControl {
   virtual void serving(unsigned generation, int slots) = 0;
   // Every slot of the serving `generation` has a ready worker.
   virtual void generation_ready(unsigned /*generation*/) {}
+  // A reload ended: `generation` serves now (ok), or it failed and the serving one
+  // stays. Called before a reload queued meanwhile begins (reload_pending() tells).
+  virtual void reload_finished(unsigned /*generation*/, bool /*ok*/) {}
   // A generation's workers are all gone, or it was abandoned before serving.
   virtual void generation_gone(unsigned generation) = 0;
   // A worker exited (after the supervisor has forgotten it).
@@ -87,7 +90,7 @@ struct SlotInfo {
   pid_t pid = 0;                    // 0 while backing off
   std::uint64_t restart_due_ms = 0;
   unsigned failures = 0;            // consecutive; reset once a worker stayed up
-  unsigned restarts = 0;            // total, for status
+  unsigned restarts = 0;            // total, for status; kept across reloads
   pid_t successor = 0;              // recycle: the worker starting to take over this slot
 };
 
@@ -127,6 +130,10 @@ class Supervisor {
   unsigned reloads_ok() const { return reloads_ok_; }
   unsigned reloads_failed() const { return reloads_failed_; }
   unsigned recycles() const { return recycles_; }
+  // Serving workers that exited or were killed without being asked to stop.
+  unsigned worker_crashes() const { return worker_crashes_; }
+  // Times a slot reached backoff.crash_loop_after consecutive failures.
+  unsigned crash_loops() const { return crash_loops_; }
 
  private:
   bool begin_generation(std::uint64_t now);
@@ -159,6 +166,8 @@ class Supervisor {
   unsigned reloads_ok_ = 0;
   unsigned reloads_failed_ = 0;
   unsigned recycles_ = 0;
+  unsigned worker_crashes_ = 0;
+  unsigned crash_loops_ = 0;
   std::uint64_t stop_kill_due_ms_ = 0;
   bool stop_killed_ = false;
 };

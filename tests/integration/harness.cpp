@@ -217,7 +217,7 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
          << "graceful_timeout = " << options_.graceful_timeout << "\n"
          << "worker_timeout = " << options_.worker_timeout << "\n";
   if (!options_.user.empty()) config << "user = \"" << options_.user << "\"\n";
-  config << options_.top_config
+  config << options_.top_config << "\n"
          << "[log]\nlevel = \"info\"\n" << options_.log_config;
   if (options_.error_log_to_file) config << "error_log = \"" << log_path_ << "\"\n";
   config << "\n"

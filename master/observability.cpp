@@ -1,0 +1,153 @@
+// Observability: snapshots for the admin endpoint and the systemd state messages.
+#include "master/observability.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+#include <map>
+
+#include "common/log.hpp"
+#include "common/version.hpp"
+
+namespace preforkd {
+namespace {
+
+double unix_now_s() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+std::uint64_t loop_now_ms(uv_loop_t* loop) {
+  uv_update_time(loop);
+  return uv_now(loop);
+}
+
+// The operator's words: a retiring worker is draining its connections.
+const char* worker_state_name(WorkerState state) {
+  switch (state) {
+    case WorkerState::starting: return "starting";
+    case WorkerState::ready: return "ready";
+    case WorkerState::retiring: return "draining";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Observability::Observability(uv_loop_t* loop, const Supervisor& supervisor)
+    : loop_(loop),
+      supervisor_(supervisor),
+      notifier_(SystemdNotifier::from_environment()),
+      admin_(loop, *this),
+      start_time_unix_s_(unix_now_s()),
+      start_ms_(loop_now_ms(loop)) {}
+
+bool Observability::start(const AdminConfig& admin) {
+  if (!admin.enabled) return true;
+  std::string error;
+  if (!admin_.listen(admin.address, &error)) {
+    PF_LOG_ERROR("admin: %s", error.c_str());
+    return false;
+  }
+  PF_LOG_NOTICE("admin endpoint on http://%s/ (/metrics, /status)", admin.address.to_string().c_str());
+  return true;
+}
+
+void Observability::close() { admin_.close(); }
+
+void Observability::worker_counters(pid_t pid, unsigned generation, const ipc::Counters& counters) {
+  ledger_.update(pid, generation, counters);
+}
+
+std::string Observability::status_line() const {
+  std::size_t ready = 0;
+  for (const auto& [pid, worker] : supervisor_.workers())
+    ready += worker.generation == supervisor_.serving_generation() && worker.state == WorkerState::ready;
+  return "generation " + std::to_string(supervisor_.serving_generation()) + " serving with " + std::to_string(ready) +
+         " worker(s)";
+}
+
+void Observability::generation_ready(unsigned) {
+  // Later calls (a slot refilled after a crash, a reload) are not news to systemd.
+  if (announced_ready_) return;
+  announced_ready_ = true;
+  // MAINPID: for a USR2 successor this is the hand-over; systemd then tracks us.
+  notifier_.notify("READY=1\nSTATUS=" + status_line() + "\nMAINPID=" + std::to_string(getpid()) + "\n");
+}
+
+void Observability::reload_requested() {
+  // A SIGHUP during a reload is queued by the supervisor: systemd is already told.
+  if (supervisor_.phase() != MasterPhase::running) return;
+  notifier_.notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()) + "\nSTATUS=reloading; " +
+                   status_line() + "\n");
+}
+
+void Observability::reload_finished(unsigned generation, bool ok) {
+  last_reload_ = ReloadResult{true, ok, generation, unix_now_s()};
+  if (supervisor_.reload_pending()) return;  // the queued one follows at once; READY after it
+  std::string status = ok ? "reloaded; " + status_line()
+                          : "reload failed (see the error log); " + status_line();
+  notifier_.notify("READY=1\nSTATUS=" + status + "\n");
+}
+
+void Observability::stopping(bool handed_over) {
+  if (announced_stopping_) return;
+  announced_stopping_ = true;
+  // After a USR2 hand-over the successor is systemd's main process; STOPPING=1 from
+  // us would be ignored at best (NotifyAccess=all: taken as the service stopping).
+  if (handed_over) {
+    close();  // scrapes and `preforkd status` now reach the successor alone
+    return;
+  }
+  notifier_.notify("STOPPING=1\nSTATUS=stopping\n");
+}
+
+MetricsSnapshot Observability::snapshot() const {
+  MetricsSnapshot s;
+  std::uint64_t now = loop_now_ms(loop_);
+  s.master_pid = getpid();
+  s.version = kVersion;
+  s.phase = std::string(to_string(supervisor_.phase()));
+  s.start_time_unix_s = start_time_unix_s_;
+  s.uptime_s = static_cast<double>(now - start_ms_) / 1000.0;
+  s.serving_generation = supervisor_.serving_generation();
+  s.reloads_ok = supervisor_.reloads_ok();
+  s.reloads_failed = supervisor_.reloads_failed();
+  s.worker_crashes = supervisor_.worker_crashes();
+  s.crash_loops = supervisor_.crash_loops();
+  s.last_reload = last_reload_;
+  s.total = ledger_.total();
+  const auto& slots = supervisor_.slots();
+  std::map<unsigned, int> per_generation;
+  for (const auto& [pid, w] : supervisor_.workers()) {
+    WorkerSnapshot ws;
+    ws.slot = w.slot;
+    ws.pid = pid;
+    ws.generation = w.generation;
+    ws.state = worker_state_name(w.state);
+    ws.uptime_s = static_cast<double>(now - w.started_ms) / 1000.0;
+    ws.counters = ledger_.counters_of(pid);
+    ws.slot_restarts = w.slot < static_cast<int>(slots.size()) ? slots[w.slot].restarts : 0;
+    s.workers.push_back(ws);
+    ++per_generation[w.generation];
+  }
+  std::sort(s.workers.begin(), s.workers.end(), [](const WorkerSnapshot& a, const WorkerSnapshot& b) {
+    return a.slot != b.slot ? a.slot < b.slot : a.generation < b.generation;
+  });
+  if (s.serving_generation != 0) per_generation.try_emplace(s.serving_generation, 0);
+  for (const auto& [generation, count] : per_generation) {
+    GenerationSnapshot g;
+    g.generation = generation;
+    g.workers = count;
+    g.state = generation == supervisor_.serving_generation()    ? "serving"
+              : generation == supervisor_.starting_generation() ? "starting"
+                                                                : "retiring";
+    g.counters = ledger_.generation_total(generation);
+    s.generations.push_back(g);
+  }
+  return s;
+}
+
+}  // namespace preforkd

@@ -1,0 +1,60 @@
+// What the master tells the outside world about itself: the admin endpoint
+// (/metrics, /status) and systemd's notify protocol. master.cpp calls one hook per
+// event it already handles; the state lives here, next to the code that shows it.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <string>
+
+#include "common/config.hpp"
+#include "common/ipc_message.hpp"
+#include "master/admin_server.hpp"
+#include "master/metrics.hpp"
+#include "master/supervisor.hpp"
+#include "master/systemd_notify.hpp"
+
+namespace preforkd {
+
+class Observability final : public AdminServer::Provider {
+ public:
+  Observability(uv_loop_t* loop, const Supervisor& supervisor);
+
+  // Binds the admin listener if configured; false (logged) if it cannot.
+  bool start(const AdminConfig& admin);
+  void close();
+  // The $NOTIFY_SOCKET a USR2 successor must be given ("" when not under systemd).
+  const std::string& notify_socket() const { return notifier_.socket_path(); }
+
+  // --- Events, from master.cpp ---
+  void worker_counters(pid_t pid, unsigned generation, const ipc::Counters& counters);
+  void worker_exited(pid_t pid) { ledger_.retire(pid); }
+  void generation_gone(unsigned generation) { ledger_.forget_generation(generation); }
+  void generation_ready(unsigned generation);  // every slot of the serving generation is ready
+  void reload_requested();                      // SIGHUP, before the supervisor acts on it
+  void reload_finished(unsigned generation, bool ok);
+  // QUIT/TERM/INT. handed_over: a USR2 successor has taken over as the main process.
+  void stopping(bool handed_over);
+
+  // --- AdminServer::Provider ---
+  std::string metrics_text() override { return render_prometheus(snapshot()); }
+  std::string status_json() override { return render_status_json(snapshot()); }
+  MetricsSnapshot snapshot() const;
+
+ private:
+  std::string status_line() const;
+
+  uv_loop_t* loop_;
+  const Supervisor& supervisor_;
+  SystemdNotifier notifier_;
+  AdminServer admin_;
+  CounterLedger ledger_;
+  ReloadResult last_reload_;
+  double start_time_unix_s_;
+  std::uint64_t start_ms_;
+  bool announced_ready_ = false;
+  bool announced_stopping_ = false;
+};
+
+}  // namespace preforkd
