@@ -141,16 +141,26 @@ TEST(Reload, AGenerationThatCannotStartIsAbandoned) {
 
 // Reloads sent faster than generations can start are coalesced, never lost: the
 // last one always leads to a generation that serves the file as it was last written.
+// Standard signals do not queue: two HUPs sent before the master runs are one
+// HUP. So the second is sent only after the master has acted on the first; it
+// lands either while generation 2 is starting (queued: "it will follow") or just
+// after (a reload of its own). Either way it must not be lost: the config change
+// it was sent for (3 workers) is what ends up serving. The queueing itself is
+// unit-tested (SupervisorTest), where timing cannot decide the path.
 TEST(Reload, ReloadsDuringAReloadAreCoalescedNotLost) {
   Preforkd server({.workers = 2});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("reload: starting generation 2", 10s)) << server.log();
   server.set_workers(3);
   ASSERT_TRUE(server.signal(SIGHUP));
-  ASSERT_TRUE(server.wait_log("all 3 workers ready; retiring generation", 10s)) << server.log();
+  ASSERT_TRUE(server.wait_log("generation 3: all 3 workers ready; retiring generation 2", 10s)) << server.log();
   ASSERT_TRUE(server.wait_workers(3, 10s)) << server.log();
-  EXPECT_GE(count_of(server.log(), "it will follow"), 1u) << server.log();
+  std::string log = server.log();
+  std::cout << "[ figures  ] second HUP " << (count_of(log, "it will follow") ? "queued behind" : "arrived after")
+            << " generation 2's start\n";
+  EXPECT_EQ(count_of(log, "reload: starting generation"), 2u) << log;
 }
 
 TEST(Supervision, KilledWorkerUnderLoadIsReplacedQuickly) {
@@ -178,7 +188,11 @@ TEST(Supervision, KilledWorkerUnderLoadIsReplacedQuickly) {
   std::cout << "[ figures  ] kill -9 of a worker: replacement ready in " << replace_ms.front() << " .. "
             << replace_ms.back() << " ms (median " << replace_ms[2] << "); failed requests " << total_errors << " of "
             << http.ok() + total_errors << "\n";
-  EXPECT_LT(replace_ms[2], 100.0) << "median time to a serving replacement";
+  // How fast is a benchmark figure (printed above; ~20 ms on a quiet machine). The
+  // bound here only has to tell "restarted at once" from a stuck or backed-off
+  // slot on a loaded 2-core CI machine or under ASan, where 150 ms has been seen;
+  // the back-off schedule itself is unit-tested (SupervisorTest).
+  EXPECT_LT(replace_ms[2], 1000.0) << "median time to a serving replacement";
   // Only connections the killed worker had already accepted can fail: at most the
   // two client threads' in-flight requests per kill.
   EXPECT_LE(total_errors, 2 * 5) << http.error_sample();
