@@ -512,26 +512,15 @@ class Bench:
         self.preforkd = os.path.join(self.work, "preforkd")
         shutil.copy2(PREFORKD_SRC, self.preforkd)
         self.nofile = int(subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip())
-        self.max_connections_line = self.probe_max_connections()
+        # Above the 10,000 idle connections of scenario 5 even if one worker got them all.
+        self.max_connections_line = "max_connections = 20000\n"
+        # Like nginx's www-data workers: a root master runs its workers unprivileged
+        # (and refuses to start as root without `user`).
+        self.user_line = 'user = "nobody"\n' if os.geteuid() == 0 else ""
         self.raw = {"runs": []}
         self.results = {}
 
     # ---------------------------------------------------------------- configs ---
-    def probe_max_connections(self):
-        """`max_connections` is being added in parallel: set it (20000 per worker, above
-        the 10,000 idle connections of scenario 5) only if this binary accepts it."""
-        probe_dir = os.path.join(self.work, "probe")
-        os.makedirs(probe_dir)
-        for line in ("max_connections = 20000\n",):
-            path = os.path.join(probe_dir, "probe.toml")
-            with open(path, "w") as f:
-                f.write(f'workers = 1\npid_file = "{probe_dir}/p.pid"\n{line}'
-                        f'[[listen]]\naddress = "127.0.0.1:1"\nprotocol = "http"\nroot = "{self.www}"\n')
-            rc = subprocess.run([self.preforkd, "-t", "-c", path], capture_output=True).returncode
-            if rc == 0:
-                return line
-        return ""
-
     def preforkd_config(self, s):
         listen = [f'name = "bench"', f'address = "127.0.0.1:{s.port}"', f'protocol = "{s.protocol}"']
         if s.protocol == "http":
@@ -541,6 +530,7 @@ class Bench:
                 f'pid_file = "{s.dir}/preforkd.pid"\n'
                 f"graceful_timeout = 10\n"
                 f"{self.max_connections_line}"
+                f"{self.user_line}"
                 f"\n[log]\n"
                 f'level = "info"   # the exit lines (per-worker counters) and reload lines\n'
                 f'error_log = "stderr"\n'
