@@ -3,6 +3,7 @@
 #include "common/listen_socket.hpp"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,6 +40,10 @@ int open_listen_socket(const SocketAddress& address, Transport transport, int ba
   if (address.family() == AF_INET6 &&
       ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0)
     return fail(fd, "setsockopt(IPV6_V6ONLY)", address, error);
+  // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt here
+  // instead of one per connection.
+  if (transport == Transport::stream && ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0)
+    return fail(fd, "setsockopt(TCP_NODELAY)", address, error);
   if (::bind(fd, address.sa(), address.length) != 0) return fail(fd, "bind", address, error);
   if (transport == Transport::stream && ::listen(fd, backlog) != 0)
     return fail(fd, "listen", address, error);

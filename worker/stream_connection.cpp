@@ -46,8 +46,8 @@ void StreamConnection::start(int fd, StreamHandler& handler, std::uint64_t send_
     close();
     return;
   }
-  // Responses are written whole; Nagle would only delay the last segment.
-  uv_tcp_nodelay(&tcp_, 1);
+  // No Nagle (responses are written whole; it would only delay the last
+  // segment): set on the listening socket, which accepted sockets inherit.
   session_ = handler.open_session(*this);
   resume_reading();
 }
@@ -196,6 +196,10 @@ void StreamConnection::on_write(uv_write_t* req, int status) {
     self->close();
     return;
   }
+  if (self->pending_writes_ == 0 && self->shutting_down_) {
+    self->close();
+    return;
+  }
   if (self->pending_writes_ == 0 && !self->closing_ && self->session_) self->session_->on_writes_done();
 }
 
@@ -242,22 +246,14 @@ void StreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* bu
   }
 }
 
+// No shutdown(2): the connection is closed as soon as its writes are done, and
+// close(2) sends the FIN after the queued bytes by itself. Saves a syscall and a
+// loop turn per connection, which the Connection: close benchmark showed.
 void StreamConnection::shutdown_and_close() {
   if (closing_ || shutting_down_) return;
   pause_reading();
   shutting_down_ = true;
-  auto* req = new uv_shutdown_t{};
-  int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown);
-  if (rc != 0) {
-    delete req;
-    close();
-  }
-}
-
-void StreamConnection::on_shutdown(uv_shutdown_t* req, int) {
-  auto* self = connection_of(reinterpret_cast<uv_handle_t*>(req->handle));
-  delete req;
-  self->close();
+  if (pending_writes_ == 0) close();
 }
 
 void StreamConnection::close() {

@@ -52,7 +52,6 @@ class StreamConnection final : public StreamTransport {
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
-  static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_closed(uv_handle_t* h);
   static void on_deadline(uv_timer_t* timer);
   static void on_send_check(uv_timer_t* timer);
