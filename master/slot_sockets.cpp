@@ -85,10 +85,15 @@ void SlotSockets::steer(const std::vector<ListenerConfig>& listeners, int servin
       } else {
         PF_LOG_WARN("setsockopt(SO_ATTACH_REUSEPORT_CBPF) on %s: %s", it->first.address.c_str(), std::strerror(errno));
       }
-    } else if (!larger && group.steered_to != 0) {
+    } else if (!larger && group.steered_to != 0 && group.steered_to != static_cast<int>(group.fd_by_slot.size())) {
       int unused = 0;
       if (::setsockopt(any_fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof unused) == 0 || errno == ENOENT) {
         group.steered_to = 0;
+      } else if (int size = static_cast<int>(group.fd_by_slot.size()); attach_steering(any_fd, size)) {
+        // No detach before Linux 5.8: a program over the whole group does the same
+        // job (random instead of hash spreading), and the slots that came back get
+        // their share instead of nothing.
+        group.steered_to = size;
       } else {
         PF_LOG_WARN("setsockopt(SO_DETACH_REUSEPORT_BPF) on %s: %s", it->first.address.c_str(), std::strerror(errno));
       }
