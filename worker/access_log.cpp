@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/log.hpp"
+#include "worker/ascii.hpp"
 
 namespace preforkd::access_log {
 namespace {
@@ -23,17 +24,6 @@ int g_fd = -1;
 std::uint64_t g_dropped = 0;           // lines dropped since the last report
 bool g_failing = false;
 std::chrono::steady_clock::time_point g_last_report{};
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 // nginx's escaping: the line stays one line and its quotes stay balanced.
 void append_escaped(std::string& out, std::string_view text) {

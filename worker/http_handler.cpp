@@ -16,6 +16,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "worker/ascii.hpp"
 #include "worker/file_cache.hpp"
 #include "worker/access_log.hpp"
 #include "worker/http_date.hpp"
@@ -59,17 +60,6 @@ const std::string& current_http_date() {
     cached_at = now;
   }
   return cached;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 bool read_fully(int fd, char* out, std::size_t size, off_t offset) {

@@ -21,12 +21,6 @@ using namespace itest;
 
 namespace {
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
-  return n;
-}
-
 bool alive(pid_t pid) { return !process_gone(pid); }
 
 // n sequential requests on new connections; returns how many were 200 with the body.

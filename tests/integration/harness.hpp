@@ -101,6 +101,13 @@ class Preforkd {
   bool reaped_ = false;
 };
 
+// How many times needle occurs in text (overlapping), e.g. a line in a log.
+inline std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
 // --- Clients -------------------------------------------------------------------
 
 // A connected blocking TCP socket with send/receive timeouts; -1 on failure.

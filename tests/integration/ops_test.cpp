@@ -23,12 +23,6 @@ using namespace itest;
 
 namespace {
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
-  return n;
-}
-
 // "Uid:\t0\t0\t0\t0" -> "0 0 0 0"
 std::string status_field(pid_t pid, const std::string& field) {
   std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));

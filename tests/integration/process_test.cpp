@@ -11,6 +11,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/harness.hpp"
@@ -96,6 +97,29 @@ TEST_P(WorkerCount, EveryWorkerOwnsItsOwnListeningSockets) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, WorkerCount, ::testing::Values(2, 4));
+
+// Starting workers get a higher priority (nice -10) until they report ready, so a
+// reload under load is not starved by the busy old generation; serving workers
+// must be back at the master's own priority.
+TEST(Process, ReadyWorkersRunAtNormalPriority) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  auto nice_of = [](pid_t pid) {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && in >> field; ++i) {
+    }
+    return std::stoi(field);  // field 19: nice
+  };
+  int master_nice = nice_of(server.master_pid());
+  for (pid_t w : server.worker_pids()) EXPECT_EQ(nice_of(w), master_nice) << "worker " << w;
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("generation 2: all 2 workers ready", 10s)) << server.log();
+  ASSERT_TRUE(server.wait_workers(2, 10s)) << server.log();
+  for (pid_t w : server.worker_pids()) EXPECT_EQ(nice_of(w), master_nice) << "worker " << w;
+}
 
 // reuseport = false: one socket, held by the master and every worker, and kept
 // across a reload (the shared-socket baseline bench/ compares against).

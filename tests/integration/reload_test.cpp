@@ -17,12 +17,6 @@ using namespace itest;
 
 namespace {
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
-  return n;
-}
-
 // Sends `reloads` SIGHUPs `gap` apart, each waiting for the previous generation to
 // be promoted first (so every reload is its own generation), while load runs.
 void reload_storm(Preforkd& server, int reloads, Millis gap, const std::function<void(int)>& before_each = {}) {
