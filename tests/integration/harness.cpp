@@ -335,18 +335,37 @@ void Preforkd::set_workers(int workers) {
   write_file(config_path_, config);
 }
 
-double Preforkd::master_cpu_seconds() const {
-  std::string stat = read_file("/proc/" + std::to_string(master_) + "/stat");
-  auto close_paren = stat.rfind(')');
-  if (close_paren == std::string::npos) return -1;
+std::optional<std::string> wait_closed(int fd, Millis timeout) {
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[65536];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 20) <= 0) continue;
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return got;
+    if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+  }
+  return std::nullopt;
+}
+
+double Preforkd::master_cpu_seconds() const { return cpu_seconds(master_); }
+
+std::string proc_stat_field(pid_t pid, int n) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  auto close_paren = stat.rfind(')');  // the command name may contain spaces and ')'
+  if (close_paren == std::string::npos) return "";
   std::istringstream fields(stat.substr(close_paren + 2));
   std::string field;
-  unsigned long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stoul(field);
-    if (i == 15) stime = std::stoul(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (int i = 3; i <= n; ++i)
+    if (!(fields >> field)) return "";
+  return field;
+}
+
+double cpu_seconds(pid_t pid) {
+  std::string utime = proc_stat_field(pid, 14), stime = proc_stat_field(pid, 15);
+  if (utime.empty() || stime.empty()) return -1;
+  return static_cast<double>(std::stoul(utime) + std::stoul(stime)) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 int Preforkd::run_cli(const std::string& args, std::string* output) const {

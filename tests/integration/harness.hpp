@@ -101,6 +101,11 @@ class Preforkd {
   bool reaped_ = false;
 };
 
+// Field n (1-based, as in proc(5)) of /proc/PID/stat; "" if the process is gone.
+std::string proc_stat_field(pid_t pid, int n);
+// User + system CPU seconds of pid (stat fields 14 and 15); -1 if gone.
+double cpu_seconds(pid_t pid);
+
 // How many times needle occurs in text (overlapping), e.g. a line in a log.
 inline std::size_t count_of(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
@@ -115,6 +120,9 @@ int connect_tcp(const std::string& host, int port, Millis timeout = 3s);
 bool send_all(int fd, const std::string& bytes);
 // Reads until the peer closes or the timeout passes.
 std::string read_until_close(int fd, Millis timeout = 5s);
+// Waits until the peer closes fd (EOF or reset); returns the bytes that came
+// before, or nullopt if it is still open after `timeout`.
+std::optional<std::string> wait_closed(int fd, Millis timeout);
 
 struct HttpResponse {
   int status = 0;

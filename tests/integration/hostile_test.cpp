@@ -25,18 +25,6 @@ namespace {
 
 constexpr auto kAttack = 4s;
 
-// Reads and discards until the peer closes or `timeout` passes.
-void drain(int fd, Millis timeout) {
-  auto deadline = Clock::now() + timeout;
-  char buf[65536];
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 20) <= 0) continue;
-    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
-  }
-}
-
 void reset_close(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
@@ -80,7 +68,7 @@ struct Attack {
       std::string junk(1 + rng() % 8192, '\0');
       for (auto& c : junk) c = static_cast<char>(rng());
       send_all(fd, junk);
-      drain(fd, 1s);
+      (void)wait_closed(fd, 1s);  // read and discard until the peer closes
       close(fd);
       ++garbage;
       std::this_thread::sleep_for(5ms);
@@ -95,7 +83,7 @@ struct Attack {
       if (fd < 0) continue;
       send_all(fd, whole ? "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n" : "GET /hello.txt HTTP/1.1\r\nHo");
       shutdown(fd, SHUT_WR);
-      drain(fd, 1s);
+      (void)wait_closed(fd, 1s);  // read and discard until the peer closes
       close(fd);
       whole = !whole;
       ++half_closed;

@@ -26,22 +26,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Waits until the peer closes fd (EOF or reset); returns the bytes that came
-// before, or nullopt if it is still open after `timeout`.
-std::optional<std::string> wait_closed(int fd, Millis timeout) {
-  std::string got;
-  auto deadline = Clock::now() + timeout;
-  char buf[65536];
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 20) <= 0) continue;
-    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return got;
-    if (n > 0) got.append(buf, static_cast<std::size_t>(n));
-  }
-  return std::nullopt;
-}
-
 int status_of(const std::string& reply) {
   if (reply.compare(0, 9, "HTTP/1.1 ") != 0 || reply.size() < 12) return 0;
   return std::stoi(reply.substr(9, 3));

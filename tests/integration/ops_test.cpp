@@ -18,23 +18,18 @@
 
 #include "tests/integration/harness.hpp"
 #include "tests/integration/load_client.hpp"
+#include "tests/integration/proc_stats.hpp"
 
 using namespace itest;
 
 namespace {
 
 // "Uid:\t0\t0\t0\t0" -> "0 0 0 0"
-std::string status_field(pid_t pid, const std::string& field) {
-  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) != 0) continue;
-    std::istringstream values(line.substr(field.size() + 1));
-    std::string v, out;
-    while (values >> v) out += (out.empty() ? "" : " ") + v;
-    return out;
-  }
-  return "?";
+std::string status_words(pid_t pid, const std::string& field) {
+  std::istringstream values(status_field(pid, field));
+  std::string v, out;
+  while (values >> v) out += (out.empty() ? "" : " ") + v;
+  return out;
 }
 
 // "Max open files  4321  4321  files" -> "4321 4321"
@@ -241,13 +236,13 @@ TEST(Ops, WorkersDropPrivilegesAndRaiseTheirFdLimit) {
   auto workers = server.worker_pids();
   ASSERT_EQ(workers.size(), 2u);
   for (pid_t w : workers) {
-    EXPECT_EQ(status_field(w, "Uid"), "65534 65534 65534 65534") << w;
-    EXPECT_EQ(status_field(w, "Gid"), "65534 65534 65534 65534") << w;
-    EXPECT_EQ(status_field(w, "Groups"), "65534") << w;
+    EXPECT_EQ(status_words(w, "Uid"), "65534 65534 65534 65534") << w;
+    EXPECT_EQ(status_words(w, "Gid"), "65534 65534 65534 65534") << w;
+    EXPECT_EQ(status_words(w, "Groups"), "65534") << w;
     EXPECT_EQ(nofile_limits(w), "4321 4321") << w;
   }
-  EXPECT_EQ(status_field(server.master_pid(), "Uid"), "0 0 0 0");
-  EXPECT_EQ(status_field(server.master_pid(), "Gid"), "0 0 0 0");
+  EXPECT_EQ(status_words(server.master_pid(), "Uid"), "0 0 0 0");
+  EXPECT_EQ(status_words(server.master_pid(), "Gid"), "0 0 0 0");
   EXPECT_NE(nofile_limits(server.master_pid()), "4321 4321");
   auto r = http_get(server.http_port(), "/hello.txt");
   ASSERT_TRUE(r.has_value());

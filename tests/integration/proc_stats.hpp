@@ -13,21 +13,6 @@
 
 namespace itest {
 
-// User + system CPU seconds of pid (fields 14 and 15 of /proc/PID/stat); -1 if gone.
-inline double cpu_seconds(pid_t pid) {
-  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  auto close_paren = stat.rfind(')');
-  if (close_paren == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(close_paren + 2));
-  std::string field;
-  unsigned long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stoul(field);
-    if (i == 15) stime = std::stoul(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // A field of /proc/PID/status as text ("" if absent).
 inline std::string status_field(pid_t pid, const std::string& name) {
   std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));

@@ -105,14 +105,7 @@ TEST(Process, ReadyWorkersRunAtNormalPriority) {
   Preforkd server({.workers = 2});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
-  auto nice_of = [](pid_t pid) {
-    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream in(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    for (int i = 3; i <= 19 && in >> field; ++i) {
-    }
-    return std::stoi(field);  // field 19: nice
-  };
+  auto nice_of = [](pid_t pid) { return std::stoi(proc_stat_field(pid, 19)); };
   int master_nice = nice_of(server.master_pid());
   for (pid_t w : server.worker_pids()) EXPECT_EQ(nice_of(w), master_nice) << "worker " << w;
   ASSERT_TRUE(server.signal(SIGHUP));
