@@ -33,6 +33,11 @@ bool same_file(const struct stat& a, const struct stat& b) {
 
 }  // namespace
 
+int status_for_open_error(int error) {
+  if (error == EACCES) return 403;
+  return (error == EMFILE || error == ENFILE) ? 503 : 404;
+}
+
 std::uint64_t coarse_now_ms() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -43,7 +48,7 @@ FileLookup FileCache::lookup(std::string_view target, std::uint64_t now_ms) {
   // The query and fragment never change which file is served; keying without them
   // keeps "/x?1", "/x?2", ... from filling the cache.
   std::string_view path = target.substr(0, target.find_first_of("?#"));
-  auto it = entries_.find(std::string(path));
+  auto it = entries_.find(path);
   if (it != entries_.end() && now_ms - it->second.checked_ms < kValidMs) return {200, it->second.file};
 
   FileLookup found = load(target, it == entries_.end() ? nullptr : &it->second);
@@ -70,8 +75,7 @@ FileLookup FileCache::load(std::string_view target, const Entry* previous) {
   ResolvedPath resolved = resolve_static_path(root_, target);
   if (resolved.status != 200) return {resolved.status, nullptr};
   int fd = ::open(resolved.path.c_str(), O_RDONLY | O_CLOEXEC);
-  // Out of fds is our trouble, not a missing file: 503, and the client may retry.
-  if (fd < 0) return {errno == EACCES ? 403 : (errno == EMFILE || errno == ENFILE) ? 503 : 404, nullptr};
+  if (fd < 0) return {status_for_open_error(errno), nullptr};
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);

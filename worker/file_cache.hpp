@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,10 +58,19 @@ class FileCache {
   };
   FileLookup load(std::string_view target, const Entry* previous);
 
+  // Transparent, so a lookup by the request's string_view allocates nothing.
+  struct PathHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::string root_;
-  std::unordered_map<std::string, Entry> entries_;
+  std::unordered_map<std::string, Entry, PathHash, std::equal_to<>> entries_;
   std::size_t body_bytes_ = 0;
 };
+
+// The HTTP status for an open(2) of a resolved file that failed with `error`: out
+// of fds is our trouble, not a missing file (503, the client may retry).
+int status_for_open_error(int error);
 
 // Milliseconds from CLOCK_MONOTONIC_COARSE: a vDSO read, cheap enough per request.
 std::uint64_t coarse_now_ms();

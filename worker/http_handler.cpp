@@ -255,8 +255,7 @@ class HttpSession final : public StreamSession {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      // Out of fds is our trouble, not a missing file; the client may retry.
-      int status = fd >= 0 ? 404 : errno == EACCES ? 403 : (errno == EMFILE || errno == ENFILE) ? 503 : 404;
+      int status = fd >= 0 ? 404 : status_for_open_error(errno);
       if (fd >= 0) ::close(fd);
       send_error(status, keep_alive);
       return;
