@@ -12,6 +12,7 @@
 #include <memory>
 #include <toml++/toml.h>
 
+#include "common/duration.hpp"
 #include "common/user_lookup.hpp"
 
 namespace preforkd {
@@ -217,15 +218,25 @@ class Loader {
     fail(node.source(), "workers", "expected integer or \"auto\"");
   }
 
-  // A duration in seconds, integer or fractional: 0 < t <= 3600.
+  // A duration: a number of seconds (integer or fractional) or a string with units
+  // ("30s", "500ms", "2m", "1h", "1m30s"; common/duration.hpp). 0 < t <= 3600.
   double seconds(const toml::node& node, std::string_view key) const {
     double seconds = 0;
     if (const auto* i = node.as_integer()) {
       seconds = static_cast<double>(i->get());
     } else if (const auto* f = node.as_floating_point()) {
       seconds = f->get();
+    } else if (const auto* s = node.as_string()) {
+      std::string error;
+      const auto parsed = parse_duration(s->get(), &error);
+      if (!parsed) fail(node.source(), key, "\"" + s->get() + "\": " + error);
+      if (!(*parsed > 0 && *parsed <= kMaxTimeoutSeconds)) {
+        fail(node.source(), key, "\"" + s->get() + "\": must be greater than 0 and at most 3600 seconds (1h)");
+      }
+      return *parsed;
     } else {
-      fail(node.source(), key, "expected number of seconds");
+      fail(node.source(), key,
+           "expected a duration: seconds as a number, or a string such as \"30s\", \"500ms\", \"2m\", \"1h\"");
     }
     // Written so that nan fails too.
     if (!(seconds > 0 && seconds <= kMaxTimeoutSeconds)) {

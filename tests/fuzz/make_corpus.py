@@ -74,6 +74,10 @@ put("config", "err-no-listen.toml", "workers = 1\n")
 put("config", "err-syntax.toml", "workers = [1,\n[[listen]\n")
 put("config", "err-root-on-echo.toml", '[[listen]]\naddress = "127.0.0.1:1"\nprotocol = "tcp-echo"\nroot = "html"\n')
 put("config", "err-timeout.toml", "graceful_timeout = -1\n" + MINIMAL)
+put("config", "durations.toml", 'graceful_timeout = "1m30s"\nworker_timeout = "500ms"\n' + MINIMAL +
+    'header_timeout = "1.5s"\nidle_timeout = "1h"\nsend_timeout = "2m 5s 10ms"\n')
+put("config", "err-duration-unit.toml", 'graceful_timeout = "30x"\n' + MINIMAL)
+put("config", "err-duration-order.toml", 'worker_timeout = "30s1m"\n' + MINIMAL)
 put("config", "err-address.toml", MINIMAL.replace("127.0.0.1:8080", "localhost:99999"))
 
 

@@ -213,7 +213,7 @@ TEST(Notify, ShippedUnitFileVerifies) {
   ASSERT_TRUE(std::regex_search(unit, m, std::regex("\nTimeoutStopSec=(\\d+)\n")));
   std::string config = read_file(PREFORKD_SOURCE_DIR "/conf/preforkd.toml");
   std::smatch g;
-  ASSERT_TRUE(std::regex_search(config, g, std::regex("\ngraceful_timeout = (\\d+)\n")));
+  ASSERT_TRUE(std::regex_search(config, g, std::regex("\ngraceful_timeout = \"(\\d+)s\"\n")));
   EXPECT_GT(std::stoi(m[1]), std::stoi(g[1])) << "systemd would SIGKILL before the master's own graceful_timeout";
 
   if (run_command("command -v systemd-analyze") != 0) GTEST_SKIP() << "systemd-analyze not installed: unit not verified";

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace preforkd {
 namespace {
@@ -232,8 +234,9 @@ TEST_F(ConfigTest, RejectsWrongTypes) {
   EXPECT_EQ(error("workers = \"many\"\n" + std::string(kEcho)),
             "1:11: workers: expected integer or \"auto\"");
   EXPECT_EQ(error("pid_file = 5\n" + std::string(kEcho)), "1:12: pid_file: expected string");
-  EXPECT_EQ(error("graceful_timeout = \"30s\"\n" + std::string(kEcho)),
-            "1:20: graceful_timeout: expected number of seconds");
+  EXPECT_EQ(error("graceful_timeout = true\n" + std::string(kEcho)),
+            "1:20: graceful_timeout: expected a duration: seconds as a number, or a string such as \"30s\", "
+            "\"500ms\", \"2m\", \"1h\"");
   EXPECT_EQ(error("log = 5\n" + std::string(kEcho)), "1:7: log: expected table");
   EXPECT_EQ(error("[log]\nlevel = 3\n" + std::string(kEcho)), "2:9: log.level: expected string");
   EXPECT_EQ(error("[log]\nerror_log = false\n" + std::string(kEcho)),
@@ -559,12 +562,92 @@ TEST_F(ConfigTest, RejectsLimitsOutOfRange) {
             "5:17: listen[1].max_body_size: must be between 0 and 1099511627776");
   EXPECT_EQ(error(std::string(kHttp) + "header_timeout = 0\n"),
             "5:18: listen[1].header_timeout: must be greater than 0 and at most 3600");
-  EXPECT_EQ(error(std::string(kEcho) + "idle_timeout = \"1s\"\n"),
-            "4:16: listen[1].idle_timeout: expected number of seconds");
+  EXPECT_EQ(error(std::string(kEcho) + "idle_timeout = \"61m\"\n"),
+            "4:16: listen[1].idle_timeout: \"61m\": must be greater than 0 and at most 3600 seconds (1h)");
   EXPECT_EQ(error(std::string(kEcho) + "send_timeout = 3601\n"),
             "4:16: listen[1].send_timeout: must be greater than 0 and at most 3600");
   EXPECT_EQ(error(std::string(kUdp) + "max_datagram_size = 65537\n"),
             "4:21: listen[1].max_datagram_size: must be between 1 and 65536");
+}
+
+// --- Durations: a number of seconds, or a string with units (common/duration.hpp) ---
+
+TEST_F(ConfigTest, EveryDurationKeyTakesUnits) {
+  const Config c = parse(
+      "graceful_timeout = \"2m\"\nworker_timeout = \"1m 30s\"\n" + std::string(kHttp) +
+      "header_timeout = \"500ms\"\nidle_timeout = \"1h\"\nsend_timeout = \"1.5s\"\n" + std::string(kEcho) +
+      "idle_timeout = \"1m30s\"\nsend_timeout = \"45s\"\n");
+  EXPECT_DOUBLE_EQ(c.graceful_timeout_s, 120.0);
+  EXPECT_DOUBLE_EQ(c.worker_timeout_s, 90.0);
+  const ListenerLimits& h = c.listeners[0].limits;
+  EXPECT_DOUBLE_EQ(h.header_timeout_s, 0.5);
+  EXPECT_DOUBLE_EQ(h.idle_timeout_s, 3600.0);
+  EXPECT_DOUBLE_EQ(h.send_timeout_s, 1.5);
+  EXPECT_DOUBLE_EQ(c.listeners[1].limits.idle_timeout_s, 90.0);
+  EXPECT_DOUBLE_EQ(c.listeners[1].limits.send_timeout_s, 45.0);
+}
+
+TEST_F(ConfigTest, DurationForms) {
+  const std::pair<const char*, double> cases[] = {
+      {"30", 30.0},          {"2.5", 2.5},           {"\"30s\"", 30.0},    {"\"500ms\"", 0.5},
+      {"\"1ms\"", 0.001},    {"\"2m\"", 120.0},      {"\"1h\"", 3600.0},   {"\"0.5m\"", 30.0},
+      {"\"1.25s\"", 1.25},   {"\"1m30s\"", 90.0},    {"\"1m  30s\"", 90.0}, {"\"1m30s250ms\"", 90.25},
+      {"\"0h1m\"", 60.0},    {"\"007s\"", 7.0},      {"\"59m59s999ms\"", 3599.999},
+  };
+  for (const auto& [text, seconds] : cases) {
+    EXPECT_DOUBLE_EQ(parse("graceful_timeout = " + std::string(text) + "\n" + std::string(kEcho)).graceful_timeout_s,
+                     seconds)
+        << text;
+  }
+}
+
+TEST_F(ConfigTest, RejectsBadDurationsAtTheirLineAndColumn) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"\"\"", "empty duration (expected e.g. \"30s\", \"500ms\", \"2m\", \"1h\")"},
+      {"\"-5s\"", "negative durations are not allowed"},
+      {"\"1m-5s\"", "negative durations are not allowed"},
+      {"\"5x\"", "unknown unit \"x\" (expected ms, s, m or h)"},
+      {"\"30S\"", "unknown unit \"S\" (expected ms, s, m or h)"},
+      {"\"2d\"", "unknown unit \"d\" (expected ms, s, m or h)"},
+      {"\"1sec\"", "unknown unit \"sec\" (expected ms, s, m or h)"},
+      {"\"30\"", "missing unit after 30 (expected ms, s, m or h; a plain number of seconds is written without quotes)"},
+      {"\"1 s\"", "missing unit after 1 (expected ms, s, m or h; a plain number of seconds is written without quotes)"},
+      {"\"s\"", "expected a number at \"s\""},
+      {"\".5s\"", "expected a number at \".5s\""},
+      {"\" 1s\"", "expected a number at \" 1s\""},
+      {"\"nan\"", "expected a number at \"nan\""},
+      {"\"+1s\"", "expected a number at \"+1s\""},
+      {"\"1m,30s\"", "expected a number at \",30s\""},
+      {"\"1s \"", "trailing space"},
+      {"\"30s1m\"", "units must go from largest to smallest, each at most once (e.g. \"1m30s\")"},
+      {"\"1s1s\"", "units must go from largest to smallest, each at most once (e.g. \"1m30s\")"},
+      {"\"1" + std::string(400, '0') + "h\"", "number too large"},
+  };
+  for (const auto& [text, message] : cases) {
+    EXPECT_EQ(error("graceful_timeout = " + std::string(text) + "\n" + std::string(kEcho)),
+              "1:20: graceful_timeout: " + text + ": " + message)
+        << text;
+  }
+  // Parsed, but out of range (a huge number overflows to inf, which is out of range too).
+  for (const std::string& text : std::vector<std::string>{"0s", "0ms", "0m0s", "61m", "1h1ms", "2h",
+                                                          "1" + std::string(306, '0') + "h"}) {
+    EXPECT_EQ(error("graceful_timeout = \"" + text + "\"\n" + std::string(kEcho)),
+              "1:20: graceful_timeout: \"" + text + "\": must be greater than 0 and at most 3600 seconds (1h)")
+        << text;
+  }
+  // Each duration key reports its own position.
+  EXPECT_EQ(error("workers = 1\nworker_timeout = \"5y\"\n" + std::string(kEcho)),
+            "2:18: worker_timeout: \"5y\": unknown unit \"y\" (expected ms, s, m or h)");
+  EXPECT_EQ(error(std::string(kHttp) + "header_timeout = \"-1s\"\n"),
+            "5:18: listen[1].header_timeout: \"-1s\": negative durations are not allowed");
+  EXPECT_EQ(error(std::string(kEcho) + "idle_timeout = \"\"\n"),
+            "4:16: listen[1].idle_timeout: \"\": empty duration (expected e.g. \"30s\", \"500ms\", \"2m\", \"1h\")");
+  EXPECT_EQ(error(std::string(kEcho) + "send_timeout = \"10 s\"\n"),
+            "4:16: listen[1].send_timeout: \"10 s\": missing unit after 10 (expected ms, s, m or h; a plain "
+            "number of seconds is written without quotes)");
+  EXPECT_EQ(error(std::string(kEcho) + "send_timeout = [1]\n"),
+            "4:16: listen[1].send_timeout: expected a duration: seconds as a number, or a string such as \"30s\", "
+            "\"500ms\", \"2m\", \"1h\"");
 }
 
 TEST_F(ConfigTest, RejectsLimitsOnProtocolsTheyDoNotApplyTo) {
