@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -469,6 +470,28 @@ TEST(ShippedConfig, DefaultConfigLoads) {
 #else
   GTEST_SKIP() << "PREFORKD_SOURCE_DIR not defined";
 #endif
+}
+
+// debian/preforkd.toml, the package's /etc/preforkd/preforkd.toml, with its document
+// root (which exists once the package is installed) pointed at the test's "html".
+TEST_F(ConfigTest, PackagedConfigLoads) {
+  std::ifstream in(std::string(PREFORKD_SOURCE_DIR) + "/debian/preforkd.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string installed_root = "\"/usr/share/preforkd/html\"";
+  const auto at = text.find(installed_root);
+  ASSERT_NE(at, std::string::npos) << "the packaged config serves " << installed_root;
+  text.replace(at, installed_root.size(), "\"" + dir_ + "/html\"");
+  const Config c = parse(text);
+  EXPECT_EQ(c.pid_file, "/run/preforkd.pid");
+  EXPECT_EQ(c.run_as.user, "www-data");
+  EXPECT_DOUBLE_EQ(c.graceful_timeout_s, 30.0);
+  EXPECT_DOUBLE_EQ(c.worker_timeout_s, 30.0);
+  EXPECT_EQ(c.log.error_log, "/var/log/preforkd/error.log");
+  EXPECT_EQ(c.log.access_log, "/var/log/preforkd/access.log");
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].address.to_string(), "127.0.0.1:8080");
+  EXPECT_DOUBLE_EQ(c.listeners[0].limits.header_timeout_s, 10.0);
+  EXPECT_DOUBLE_EQ(c.listeners[0].limits.idle_timeout_s, 60.0);
 }
 
 TEST(ProtocolName, NamesEachProtocol) {
