@@ -54,9 +54,11 @@ int socket_slot(const ListenerConfig& listener, int slot) { return listener.reus
 int SlotSockets::acquire(const ListenerConfig& listener, int worker_slot, std::string* error) {
   ListenerKey key = key_of(listener);
   Group& group = groups_[key];
+  if (!can_reload(listener, error)) return -1;
   if (group.filter != Group::Filter::none) allow(key, group);
   int slot = socket_slot(listener, worker_slot);
-  if (auto it = group.fd_by_slot.find(slot); it != group.fd_by_slot.end()) return it->second;
+  if (auto it = group.fd_by_slot.find(slot); it != group.fd_by_slot.end())
+    return apply_backlog(key, slot, it->second, listener.backlog, error) ? it->second : -1;
   int fd = open_listen_socket(listener.address, key.transport, listener.backlog, listener.reuseport, error);
   if (fd >= 0) {
     group.fd_by_slot[slot] = fd;
@@ -159,18 +161,16 @@ std::vector<int> SlotSockets::steered_slots(const ListenerKey& key) const {
   return it == groups_.end() ? std::vector<int>{} : it->second.steered_slots;
 }
 
-bool SlotSockets::apply_backlog(const ListenerConfig& listener, std::string* error) {
-  auto it = groups_.find(key_of(listener));
-  if (it == groups_.end() || it->first.transport != Transport::stream) return true;
-  for (const auto& [slot, fd] : it->second.fd_by_slot) {
-    int before = listen_backlog(fd);
-    if (before == listener.backlog) continue;
-    if (!set_listen_backlog(fd, listener.backlog, error)) {
-      *error = it->first.address + " slot " + std::to_string(slot) + ": " + *error;
-      return false;
-    }
-    PF_LOG_INFO("%s slot %d: backlog %d -> %d", it->first.address.c_str(), slot, before, listen_backlog(fd));
+bool SlotSockets::apply_backlog(const ListenerKey& key, int slot, int fd, int backlog, std::string* error) {
+  if (key.transport != Transport::stream) return true;
+  int before = listen_backlog(fd);
+  if (before == backlog) return true;
+  if (!set_listen_backlog(fd, backlog, error)) {
+    *error = "slot " + std::to_string(slot) + ": " + *error;
+    return false;
   }
+  // Capped at net.core.somaxconn: then it differs again on every reload, harmlessly.
+  PF_LOG_INFO("%s slot %d: backlog %d -> %d", key.address.c_str(), slot, before, listen_backlog(fd));
   return true;
 }
 

@@ -52,7 +52,11 @@ class SlotSockets {
   ~SlotSockets();
 
   // The fd of the socket worker_slot uses for listener, created now if there is
-  // none yet. -1 with *error on failure.
+  // none yet. -1 with *error on failure. The master acquires every slot when it
+  // prepares a reload, so this is where the reload's listener settings meet the
+  // live sockets: a changed backlog is applied (listen(2) again, queue kept), a
+  // changed reuseport fails ("changing reuseport needs a restart", see
+  // can_reload), a removed listener that came back accepts new connections again.
   int acquire(const ListenerConfig& listener, int worker_slot, std::string* error);
 
   // Binary upgrade: the sockets as "FD:SLOT:d|s:ADDRESS;..." for the new master's
@@ -77,11 +81,6 @@ class SlotSockets {
   // The socket slots steering currently picks from; empty when no program is
   // attached (hash over the whole group) or the listener has no sockets.
   std::vector<int> steered_slots(const ListenerKey& key) const;
-
-  // Reload: listen(2) again on each of listener's sockets whose backlog differs
-  // from the configured one (the kernel updates a listening socket in place).
-  // False with *error naming the socket if one fails.
-  bool apply_backlog(const ListenerConfig& listener, std::string* error);
 
   // Reload validation: false with *why ("changing reuseport needs a restart")
   // when listener's sockets exist but were opened with the other reuseport
@@ -110,6 +109,7 @@ class SlotSockets {
     enum class Filter { none, refusing, unknown } filter = Filter::none;
   };
   bool program(const ListenerKey& key, Group& group, std::vector<int> slots);
+  static bool apply_backlog(const ListenerKey& key, int slot, int fd, int backlog, std::string* error);
   void allow(const ListenerKey& key, Group& group);
   std::map<ListenerKey, Group> groups_;
 };

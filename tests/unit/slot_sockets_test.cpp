@@ -165,16 +165,36 @@ TEST(ReuseportProgram, SizeAndLimits) {
   ::close(fd);
 }
 
-TEST(SlotSocketsReload, BacklogIsAppliedToEverySlot) {
+// The master acquires every slot's sockets when it prepares a reload: that is
+// where a changed backlog reaches the sockets it keeps.
+TEST(SlotSocketsReload, AcquireAppliesAChangedBacklog) {
   SlotSockets sockets;
   ListenerConfig listener = listener_on(test::loopback_any_port());
   listener.backlog = 16;
-  std::vector<int> fds = open_slots(sockets, listener, 3);
-  for (int fd : fds) EXPECT_EQ(listen_backlog(fd), 16);
-  listener.backlog = 200;
-  std::string error;
-  ASSERT_TRUE(sockets.apply_backlog(listener, &error)) << error;
-  for (int fd : fds) EXPECT_EQ(listen_backlog(fd), 200);
+  std::vector<int> fds = open_slots(sockets, listener, 2);
+  int queued = connect_to(listener.address);
+  listener.backlog = 300;
+  EXPECT_EQ(open_slots(sockets, listener, 2), fds);
+  for (int fd : fds) EXPECT_EQ(listen_backlog(fd), 300);
+  std::vector<int> counts = take_from_each(fds, 1);
+  EXPECT_EQ(counts[0] + counts[1], 1) << "the queue did not survive the new backlog";
+  ::close(queued);
+}
+
+// ... and where a reuseport change must fail the reload: sharing slot 0's socket
+// would close (and reset) the other slots' queues, and the other way round the
+// new sockets cannot join a socket outside any group.
+TEST(SlotSocketsReload, AcquireRefusesAReuseportChange) {
+  for (bool from : {true, false}) {
+    SlotSockets sockets;
+    ListenerConfig listener = listener_on(test::loopback_any_port());
+    listener.reuseport = from;
+    open_slots(sockets, listener, 2);
+    listener.reuseport = !from;
+    std::string error;
+    EXPECT_EQ(sockets.acquire(listener, 0, &error), -1);
+    EXPECT_EQ(error, "changing reuseport needs a restart") << "from " << from;
+  }
 }
 
 TEST(SlotSocketsReload, ReuseportChangeNeedsARestart) {
