@@ -113,12 +113,13 @@ bool SlotSockets::program(const ListenerKey& key, Group& group, std::vector<int>
     indices.push_back(static_cast<int>(std::find(group.kernel_order.begin(), group.kernel_order.end(), slot) -
                                        group.kernel_order.begin()));
   std::sort(indices.begin(), indices.end());
-  if (indices == group.steered_indices) {
+  bool all = slots.size() == group.fd_by_slot.size();
+  if (indices == group.steered_indices || (all && group.steered_indices.empty())) {
     group.steered_slots = slots;
     return true;
   }
   int any_fd = group.fd_by_slot.begin()->second;
-  if (slots.size() == group.fd_by_slot.size()) {
+  if (all) {
     int unused = 0;
     if (::setsockopt(any_fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof unused) == 0 || errno == ENOENT) {
       group.steered_slots.clear();
