@@ -1,7 +1,9 @@
 // Reads the kernel's reuseport-related settings so operators know which guarantees
 // they run with. preforkd does not depend on them: slot sockets are handed across
 // generations and never closed on reload, and a retiring slot is steered away from
-// with a reuseport BPF program, so zero loss holds with tcp_migrate_req=0.
+// with a reuseport BPF program, so zero loss holds with tcp_migrate_req=0. The
+// sysctl could not help a removed listener anyway: its whole group closes, and
+// the last socket's queue has nowhere to migrate (tests/unit/listen_socket_test).
 #include "master/kernel_features.hpp"
 
 #include <sys/utsname.h>

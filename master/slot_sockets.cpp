@@ -1,17 +1,19 @@
 // Slot sockets and reuseport steering; see slot_sockets.hpp for why.
 #include "master/slot_sockets.hpp"
 
-#include <linux/filter.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <numeric>
 
 #include "common/log.hpp"
+#include "master/reuseport_program.hpp"
 
 #ifndef SO_ATTACH_REUSEPORT_CBPF
 #define SO_ATTACH_REUSEPORT_CBPF 51
@@ -23,15 +25,20 @@
 namespace preforkd {
 namespace {
 
-// A = random; A %= serving; return A: the index of the socket in the group.
-bool attach_steering(int fd, int serving) {
-  sock_filter code[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<__u32>(SKF_AD_OFF + SKF_AD_RANDOM)),
-      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, static_cast<__u32>(serving)),
-      BPF_STMT(BPF_RET | BPF_A, 0),
-  };
-  sock_fprog program{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+bool attach_steering(int fd, const std::vector<int>& indices) {
+  std::vector<sock_filter> code = reuseport_steering_program(indices);
+  if (code.empty()) {
+    errno = E2BIG;
+    return false;
+  }
+  sock_fprog program{static_cast<unsigned short>(code.size()), code.data()};
   return ::setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) == 0;
+}
+
+std::string slot_list(const std::vector<int>& slots) {
+  std::string text = "{";
+  for (int slot : slots) text += (text.size() > 1 ? "," : "") + std::to_string(slot);
+  return text + "}";
 }
 
 }  // namespace
@@ -47,67 +54,185 @@ int socket_slot(const ListenerConfig& listener, int slot) { return listener.reus
 int SlotSockets::acquire(const ListenerConfig& listener, int worker_slot, std::string* error) {
   ListenerKey key = key_of(listener);
   Group& group = groups_[key];
+  if (!can_reload(listener, error)) return -1;
+  if (group.filter != Group::Filter::none) allow(key, group);
   int slot = socket_slot(listener, worker_slot);
-  if (auto it = group.fd_by_slot.find(slot); it != group.fd_by_slot.end()) return it->second;
+  if (auto it = group.fd_by_slot.find(slot); it != group.fd_by_slot.end())
+    return apply_backlog(key, slot, it->second, listener.backlog, error) ? it->second : -1;
   int fd = open_listen_socket(listener.address, key.transport, listener.backlog, listener.reuseport, error);
-  if (fd >= 0) group.fd_by_slot[slot] = fd;
+  if (fd >= 0) {
+    group.fd_by_slot[slot] = fd;
+    group.kernel_order.push_back(slot);  // a new socket joins its group last
+  } else if (group.fd_by_slot.empty()) {
+    groups_.erase(key);
+  }
   return fd;
 }
 
 void SlotSockets::retain_only(const std::set<std::pair<ListenerKey, int>>& needed) {
-  for (auto group = groups_.begin(); group != groups_.end();) {
-    auto& fds = group->second.fd_by_slot;
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    const ListenerKey& key = it->first;
+    Group& group = it->second;
+    auto& fds = group.fd_by_slot;
+    bool changed = false;
     // Highest slot first: the kernel refills a freed index with the group's last socket.
-    for (auto it = fds.rbegin(); it != fds.rend();) {
-      if (needed.count({group->first, it->first})) {
-        ++it;
+    for (auto slot = fds.rbegin(); slot != fds.rend();) {
+      if (needed.count({key, slot->first})) {
+        ++slot;
         continue;
       }
-      ::close(it->second);
-      it = std::make_reverse_iterator(fds.erase(std::next(it).base()));
+      ::close(slot->second);
+      auto& order = group.kernel_order;
+      if (auto at = std::find(order.begin(), order.end(), slot->first); at != order.end()) {
+        *at = order.back();
+        order.pop_back();
+      }
+      changed = true;
+      slot = std::make_reverse_iterator(fds.erase(std::next(slot).base()));
     }
-    group = fds.empty() ? groups_.erase(group) : std::next(group);
+    if (fds.empty()) {
+      it = groups_.erase(it);
+      continue;
+    }
+    // The program returns kernel indices, which may have moved.
+    if (changed && !group.steered_slots.empty()) program(key, group, group.steered_slots);
+    ++it;
   }
 }
 
-void SlotSockets::steer(const std::vector<ListenerConfig>& listeners, int serving) {
-  for (const auto& listener : listeners) {
-    auto it = groups_.find(key_of(listener));
-    if (it == groups_.end() || it->second.fd_by_slot.empty()) continue;
-    Group& group = it->second;
-    int any_fd = group.fd_by_slot.begin()->second;
-    bool larger = static_cast<int>(group.fd_by_slot.size()) > serving;
-    if (larger && group.steered_to != serving) {
-      if (attach_steering(any_fd, serving)) {
-        group.steered_to = serving;
-        PF_LOG_INFO("%s: steering new traffic to slots 0..%d of %zu", it->first.address.c_str(), serving - 1,
-                    group.fd_by_slot.size());
-      } else {
-        PF_LOG_WARN("setsockopt(SO_ATTACH_REUSEPORT_CBPF) on %s: %s", it->first.address.c_str(), std::strerror(errno));
-      }
-    } else if (!larger && group.steered_to != 0 && group.steered_to != static_cast<int>(group.fd_by_slot.size())) {
-      int unused = 0;
-      if (::setsockopt(any_fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof unused) == 0 || errno == ENOENT) {
-        group.steered_to = 0;
-      } else if (int size = static_cast<int>(group.fd_by_slot.size()); attach_steering(any_fd, size)) {
-        // No detach before Linux 5.8: a program over the whole group does the same
-        // job (random instead of hash spreading), and the slots that came back get
-        // their share instead of nothing.
-        group.steered_to = size;
-      } else {
-        PF_LOG_WARN("setsockopt(SO_DETACH_REUSEPORT_BPF) on %s: %s", it->first.address.c_str(), std::strerror(errno));
-      }
-    }
+bool SlotSockets::program(const ListenerKey& key, Group& group, std::vector<int> slots) {
+  std::sort(slots.begin(), slots.end());
+  slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
+  std::erase_if(slots, [&](int slot) { return !group.fd_by_slot.count(slot); });
+  if (slots.empty()) {
+    PF_LOG_WARN("%s: no socket to steer to; new traffic keeps its current steering", key.address.c_str());
+    return false;
   }
+  std::vector<int> indices;
+  for (int slot : slots)
+    indices.push_back(static_cast<int>(std::find(group.kernel_order.begin(), group.kernel_order.end(), slot) -
+                                       group.kernel_order.begin()));
+  std::sort(indices.begin(), indices.end());
+  bool all = slots.size() == group.fd_by_slot.size();
+  if (indices == group.steered_indices || (all && group.steered_indices.empty())) {
+    group.steered_slots = slots;
+    return true;
+  }
+  int any_fd = group.fd_by_slot.begin()->second;
+  if (all) {
+    int unused = 0;
+    if (::setsockopt(any_fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof unused) == 0 || errno == ENOENT) {
+      group.steered_slots.clear();
+      group.steered_indices.clear();
+      return true;
+    }
+    // No detach before Linux 5.8: a program over the whole group does the same
+    // job (random instead of hash spreading), below.
+  }
+  if (!attach_steering(any_fd, indices)) {
+    PF_LOG_WARN("setsockopt(SO_ATTACH_REUSEPORT_CBPF) on %s, slots %s of %zu: %s; new traffic keeps its current "
+                "steering",
+                key.address.c_str(), slot_list(slots).c_str(), group.fd_by_slot.size(), std::strerror(errno));
+    return false;
+  }
+  group.steered_slots = slots;
+  group.steered_indices = indices;
+  PF_LOG_INFO("%s: steering new traffic to slots %s of %zu", key.address.c_str(), slot_list(slots).c_str(),
+              group.fd_by_slot.size());
+  return true;
+}
+
+bool SlotSockets::steer(const ListenerConfig& listener, const std::vector<int>& worker_slots) {
+  ListenerKey key = key_of(listener);
+  auto it = groups_.find(key);
+  if (it == groups_.end()) return false;
+  std::vector<int> slots;
+  for (int slot : worker_slots) slots.push_back(socket_slot(listener, slot));
+  return program(key, it->second, std::move(slots));
+}
+
+void SlotSockets::steer(const std::vector<ListenerConfig>& listeners, int serving) {
+  std::vector<int> prefix(static_cast<std::size_t>(std::max(serving, 0)));
+  std::iota(prefix.begin(), prefix.end(), 0);
+  for (const auto& listener : listeners) steer(listener, prefix);
+}
+
+std::vector<int> SlotSockets::steered_slots(const ListenerKey& key) const {
+  auto it = groups_.find(key);
+  return it == groups_.end() ? std::vector<int>{} : it->second.steered_slots;
+}
+
+bool SlotSockets::apply_backlog(const ListenerKey& key, int slot, int fd, int backlog, std::string* error) {
+  if (key.transport != Transport::stream) return true;
+  int before = listen_backlog(fd);
+  if (before == backlog) return true;
+  if (!set_listen_backlog(fd, backlog, error)) {
+    *error = "slot " + std::to_string(slot) + ": " + *error;
+    return false;
+  }
+  // Capped at net.core.somaxconn: then it differs again on every reload, harmlessly.
+  PF_LOG_INFO("%s slot %d: backlog %d -> %d", key.address.c_str(), slot, before, listen_backlog(fd));
+  return true;
+}
+
+bool SlotSockets::can_reload(const ListenerConfig& listener, std::string* why) const {
+  auto it = groups_.find(key_of(listener));
+  if (it == groups_.end() || it->second.fd_by_slot.empty()) return true;
+  int reuseport = 0;
+  socklen_t len = sizeof reuseport;
+  if (::getsockopt(it->second.fd_by_slot.begin()->second, SOL_SOCKET, SO_REUSEPORT, &reuseport, &len) != 0)
+    return true;  // unreadable: acquire will report what is wrong
+  if ((reuseport != 0) == listener.reuseport) return true;
+  *why = "changing reuseport needs a restart";
+  return false;
+}
+
+void SlotSockets::allow(const ListenerKey& key, Group& group) {
+  for (const auto& [slot, fd] : group.fd_by_slot) {
+    std::string error;
+    if (!allow_new_connections(fd, &error)) PF_LOG_WARN("%s slot %d: %s", key.address.c_str(), slot, error.c_str());
+  }
+  if (group.filter == Group::Filter::refusing)
+    PF_LOG_NOTICE("%s: configured again; accepting new connections", key.address.c_str());
+  group.filter = Group::Filter::none;
+}
+
+void SlotSockets::refuse_removed(const std::vector<ListenerConfig>& serving) {
+  std::set<ListenerKey> kept;
+  for (const auto& listener : serving) kept.insert(key_of(listener));
+  for (auto& [key, group] : groups_) {
+    if (kept.count(key)) {
+      if (group.filter != Group::Filter::none) allow(key, group);
+      continue;
+    }
+    if (group.filter == Group::Filter::refusing) continue;
+    for (const auto& [slot, fd] : group.fd_by_slot) {
+      std::string error;
+      if (!refuse_new_connections(fd, key.transport, &error))
+        PF_LOG_WARN("%s slot %d: %s", key.address.c_str(), slot, error.c_str());
+    }
+    group.filter = Group::Filter::refusing;
+    PF_LOG_NOTICE("%s: removed; refusing new connections while its workers finish the queued ones",
+                  key.address.c_str());
+  }
+}
+
+int SlotSockets::queued_connections(const ListenerConfig& listener, int worker_slot) const {
+  ListenerKey key = key_of(listener);
+  auto it = groups_.find(key);
+  if (it == groups_.end()) return 0;
+  auto fd = it->second.fd_by_slot.find(socket_slot(listener, worker_slot));
+  return fd == it->second.fd_by_slot.end() ? 0 : preforkd::queued_connections(fd->second, key.transport);
 }
 
 std::string SlotSockets::describe_for_upgrade(int first_fd, std::vector<int>* fds) const {
   std::string text;
   for (const auto& [key, group] : groups_) {
-    for (const auto& [slot, fd] : group.fd_by_slot) {
+    // In the kernel's order, which adopt() rebuilds from the order of the items.
+    for (int slot : group.kernel_order) {
       text += std::to_string(first_fd + static_cast<int>(fds->size())) + ":" + std::to_string(slot) + ":" +
               (key.transport == Transport::datagram ? "d" : "s") + ":" + key.address + ";";
-      fds->push_back(fd);
+      fds->push_back(group.fd_by_slot.at(slot));
     }
   }
   return text;
@@ -130,7 +255,12 @@ bool SlotSockets::adopt(const std::string& description, std::string* error) {
     // Ours now; our own workers get it explicitly, nothing else may inherit it.
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     ListenerKey key{item.substr(static_cast<std::size_t>(used)), transport == 'd' ? Transport::datagram : Transport::stream};
-    groups_[key].fd_by_slot[slot] = fd;
+    Group& group = groups_[key];
+    if (group.fd_by_slot.emplace(slot, fd).second) group.kernel_order.push_back(slot);
+    // The previous master may have left a steering program or a filter on the
+    // group: unknown, so the first steer() or acquire() replaces or clears it.
+    group.steered_indices = {-1};
+    group.filter = Group::Filter::unknown;
   }
   return true;
 }

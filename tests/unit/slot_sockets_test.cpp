@@ -1,0 +1,269 @@
+// SlotSockets on real loopback sockets: steering a reuseport group to any set of
+// slots, backlog and reuseport changes on reload, removed listeners, queues.
+#include "master/slot_sockets.hpp"
+
+#include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "master/reuseport_program.hpp"
+#include "tests/unit/loopback_sockets.hpp"
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+
+namespace preforkd {
+namespace {
+
+using test::connect_to;
+using test::take_from_each;
+
+ListenerConfig listener_on(const SocketAddress& address, Protocol protocol = Protocol::http) {
+  ListenerConfig listener;
+  listener.name = "test";
+  listener.address = address;
+  listener.protocol = protocol;
+  return listener;
+}
+
+// slots 0..n-1 of listener, opened in order; their fds.
+std::vector<int> open_slots(SlotSockets& sockets, const ListenerConfig& listener, int n) {
+  std::vector<int> fds;
+  for (int slot = 0; slot < n; ++slot) {
+    std::string error;
+    fds.push_back(sockets.acquire(listener, slot, &error));
+    EXPECT_GE(fds.back(), 0) << error;
+  }
+  return fds;
+}
+
+// Sends `count` new connections (or datagrams) to the group in batches and
+// returns how many each socket of `fds` received.
+std::vector<int> spread(const ListenerConfig& listener, const std::vector<int>& fds, int count) {
+  bool datagram = is_datagram(listener.protocol);
+  std::vector<int> total(fds.size(), 0);
+  constexpr int kBatch = 50;
+  for (int sent = 0; sent < count; sent += kBatch) {
+    std::vector<int> clients;
+    for (int i = 0; i < kBatch; ++i) {
+      if (datagram) {
+        // A socket per datagram: without a program the kernel hashes the source
+        // port, so one client socket would always reach the same slot.
+        int client = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        EXPECT_EQ(::sendto(client, "d", 1, 0, listener.address.sa(), listener.address.length), 1);
+        ::close(client);
+      } else {
+        clients.push_back(connect_to(listener.address));
+        EXPECT_GE(clients.back(), 0);
+      }
+    }
+    std::vector<int> counts = take_from_each(fds, kBatch, datagram);
+    for (std::size_t i = 0; i < fds.size(); ++i) total[i] += counts[i];
+    for (int fd : clients) ::close(fd);
+  }
+  std::string text;
+  for (int n : total) text += " " + std::to_string(n);
+  std::printf("%s per slot:%s\n", datagram ? "datagrams" : "connections", text.c_str());
+  EXPECT_EQ(std::accumulate(total.begin(), total.end(), 0), count) << "something was not received";
+  return total;
+}
+
+void steer_around_slot_1(Protocol protocol) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port(), protocol);
+  std::vector<int> fds = open_slots(sockets, listener, 4);
+
+  ASSERT_TRUE(sockets.steer(listener, {0, 2, 3}));
+  EXPECT_EQ(sockets.steered_slots(key_of(listener)), (std::vector<int>{0, 2, 3}));
+  std::vector<int> steered = spread(listener, fds, 300);
+  EXPECT_EQ(steered[1], 0) << "slot 1 received new traffic while steered away from";
+  for (int slot : {0, 2, 3}) EXPECT_GT(steered[static_cast<std::size_t>(slot)], 30) << "slot " << slot;
+
+  ASSERT_TRUE(sockets.steer(listener, {0, 1, 2, 3}));  // all of them: the program goes
+  EXPECT_TRUE(sockets.steered_slots(key_of(listener)).empty());
+  std::vector<int> all = spread(listener, fds, 300);
+  EXPECT_GT(all[1], 0) << "slot 1 gets nothing after steering back to all";
+}
+
+TEST(SlotSocketsSteering, TcpToAnySetOfSlots) { steer_around_slot_1(Protocol::http); }
+TEST(SlotSocketsSteering, UdpToAnySetOfSlots) { steer_around_slot_1(Protocol::udp_echo); }
+
+// The serving-prefix form the supervisor uses today is the special case.
+TEST(SlotSocketsSteering, PrefixOfServingSlots) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port());
+  std::vector<int> fds = open_slots(sockets, listener, 3);
+  sockets.steer({listener}, 2);
+  EXPECT_EQ(sockets.steered_slots(key_of(listener)), (std::vector<int>{0, 1}));
+  std::vector<int> counts = spread(listener, fds, 100);
+  EXPECT_EQ(counts[2], 0);
+  sockets.steer({listener}, 3);
+  EXPECT_TRUE(sockets.steered_slots(key_of(listener)).empty());
+}
+
+// An empty set is never programmed: the previous steering stays in force.
+TEST(SlotSocketsSteering, EmptySetKeepsTheCurrentProgram) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port());
+  std::vector<int> fds = open_slots(sockets, listener, 3);
+  ASSERT_TRUE(sockets.steer(listener, {1}));
+  EXPECT_FALSE(sockets.steer(listener, {}));
+  EXPECT_FALSE(sockets.steer(listener, {7}));  // no such socket: empty too
+  EXPECT_EQ(sockets.steered_slots(key_of(listener)), (std::vector<int>{1}));
+  std::vector<int> counts = spread(listener, fds, 50);
+  EXPECT_EQ(counts[1], 50);
+}
+
+// Closing a middle slot moves the group's last socket into its kernel index; the
+// program follows, so steering still means slots, not positions. (Had it kept
+// returning index 3 for slot 3, the index would be past the end of the group and
+// the kernel would fall back to hashing over every socket, slot 2's included.)
+TEST(SlotSocketsSteering, FollowsTheKernelOrderWhenAMiddleSlotCloses) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port());
+  std::vector<int> fds = open_slots(sockets, listener, 4);
+  ASSERT_TRUE(sockets.steer(listener, {0, 1, 3}));
+  ListenerKey key = key_of(listener);
+  sockets.retain_only({{key, 0}, {key, 2}, {key, 3}});  // slot 3 now sits at index 1
+  EXPECT_EQ(sockets.steered_slots(key), (std::vector<int>{0, 3}));
+  std::vector<int> counts = spread(listener, {fds[0], fds[2], fds[3]}, 200);
+  EXPECT_EQ(counts[1], 0) << "slot 2 received traffic: the program did not follow the kernel order";
+  EXPECT_GT(counts[0], 0);
+  EXPECT_GT(counts[2], 0);
+}
+
+// Program size: 3 + 2 * min(allowed, skipped) instructions, so any set of a group
+// of up to 4093 sockets fits in BPF_MAXINSNS; beyond, a set that does not fit
+// yields no program, and steer() keeps the current one.
+TEST(ReuseportProgram, SizeAndLimits) {
+  EXPECT_EQ(reuseport_steering_program({}).size(), 0u);
+  EXPECT_EQ(reuseport_steering_program({0, 1, 2}).size(), 3u);
+  EXPECT_EQ(reuseport_steering_program({0, 2, 3}).size(), 5u);
+  EXPECT_EQ(reuseport_steering_program({5}).size(), 3u);
+  auto every_other = [](int group) {
+    std::vector<int> indices;
+    for (int i = 0; i < group; i += 2) indices.push_back(i);
+    return indices;
+  };
+  std::vector<sock_filter> program = reuseport_steering_program(every_other(1024));
+  EXPECT_LE(program.size(), 1030u);
+  EXPECT_FALSE(reuseport_steering_program(every_other(4093)).empty());
+  EXPECT_TRUE(reuseport_steering_program(every_other(8192)).empty());
+
+  // The kernel takes the largest: attaching needs only one reuseport socket.
+  std::vector<sock_filter> largest = reuseport_steering_program(every_other(4093));
+  EXPECT_LE(largest.size(), static_cast<std::size_t>(BPF_MAXINSNS));
+  std::string error;
+  int fd = open_listen_socket(test::loopback_any_port(), Transport::datagram, 0, true, &error);
+  ASSERT_GE(fd, 0) << error;
+  for (auto* code : {&program, &largest}) {
+    sock_fprog fprog{static_cast<unsigned short>(code->size()), code->data()};
+    EXPECT_EQ(::setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof fprog), 0) << code->size();
+  }
+  ::close(fd);
+}
+
+// The master acquires every slot's sockets when it prepares a reload: that is
+// where a changed backlog reaches the sockets it keeps.
+TEST(SlotSocketsReload, AcquireAppliesAChangedBacklog) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port());
+  listener.backlog = 16;
+  std::vector<int> fds = open_slots(sockets, listener, 2);
+  int queued = connect_to(listener.address);
+  listener.backlog = 300;
+  EXPECT_EQ(open_slots(sockets, listener, 2), fds);
+  for (int fd : fds) EXPECT_EQ(listen_backlog(fd), 300);
+  std::vector<int> counts = take_from_each(fds, 1);
+  EXPECT_EQ(counts[0] + counts[1], 1) << "the queue did not survive the new backlog";
+  ::close(queued);
+}
+
+// ... and where a reuseport change must fail the reload: sharing slot 0's socket
+// would close (and reset) the other slots' queues, and the other way round the
+// new sockets cannot join a socket outside any group.
+TEST(SlotSocketsReload, AcquireRefusesAReuseportChange) {
+  for (bool from : {true, false}) {
+    SlotSockets sockets;
+    ListenerConfig listener = listener_on(test::loopback_any_port());
+    listener.reuseport = from;
+    open_slots(sockets, listener, 2);
+    listener.reuseport = !from;
+    std::string error;
+    EXPECT_EQ(sockets.acquire(listener, 0, &error), -1);
+    EXPECT_EQ(error, "changing reuseport needs a restart") << "from " << from;
+  }
+}
+
+TEST(SlotSocketsReload, ReuseportChangeNeedsARestart) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port());
+  std::string why;
+  EXPECT_TRUE(sockets.can_reload(listener, &why));  // no sockets yet: anything goes
+  open_slots(sockets, listener, 2);
+  EXPECT_TRUE(sockets.can_reload(listener, &why));
+  listener.reuseport = false;
+  EXPECT_FALSE(sockets.can_reload(listener, &why));
+  EXPECT_EQ(why, "changing reuseport needs a restart");
+
+  SlotSockets shared;
+  listener.address = test::loopback_any_port();
+  open_slots(shared, listener, 2);  // one socket for every slot
+  EXPECT_EQ(shared.socket_count(), 1u);
+  listener.reuseport = true;
+  EXPECT_FALSE(shared.can_reload(listener, &why));
+}
+
+// A listener removed by a reload: its sockets refuse new connections, queued
+// ones stay acceptable; configured again, they accept new ones again.
+TEST(SlotSocketsReload, RemovedListenerRefusesNewConnectionsUntilConfiguredAgain) {
+  SlotSockets sockets;
+  ListenerConfig kept = listener_on(test::loopback_any_port());
+  ListenerConfig removed = listener_on(test::loopback_any_port());
+  open_slots(sockets, kept, 1);
+  std::vector<int> fds = open_slots(sockets, removed, 2);
+  int queued = connect_to(removed.address);
+  ASSERT_GE(queued, 0);
+
+  sockets.refuse_removed({kept});
+  for (int fd : fds) EXPECT_TRUE(refusing_new_connections(fd));
+  int client = connect_to(kept.address, /*blocking=*/false);
+  EXPECT_TRUE(test::wait_for(client, POLLOUT, 2000)) << "a kept listener refused";
+  ::close(client);
+  int refused = connect_to(removed.address, /*blocking=*/false);
+  EXPECT_FALSE(test::wait_for(refused, POLLOUT, 300));
+  std::vector<int> counts = take_from_each(fds, 1);
+  EXPECT_EQ(counts[0] + counts[1], 1) << "the connection queued before the reload is gone";
+
+  std::string error;
+  ASSERT_EQ(sockets.acquire(removed, 0, &error), fds[0]) << error;  // back in the next reload
+  for (int fd : fds) EXPECT_FALSE(refusing_new_connections(fd));
+  EXPECT_TRUE(test::wait_for(refused, POLLOUT, 5000)) << "its retried SYN was not answered";
+  EXPECT_EQ(test::socket_error(refused), 0);
+  ::close(refused);
+  ::close(queued);
+}
+
+TEST(SlotSocketsReload, QueuedConnectionsOfASlot) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port());
+  std::vector<int> fds = open_slots(sockets, listener, 2);
+  ASSERT_TRUE(sockets.steer(listener, {1}));
+  EXPECT_EQ(sockets.queued_connections(listener, 1), 0);
+  std::vector<int> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(connect_to(listener.address));
+  for (int i = 0; i < 100 && sockets.queued_connections(listener, 1) < 3; ++i) ::usleep(10000);
+  EXPECT_EQ(sockets.queued_connections(listener, 1), 3);
+  EXPECT_EQ(sockets.queued_connections(listener, 0), 0);
+  EXPECT_EQ(sockets.queued_connections(listener, 5), 0);  // no such slot
+  for (int fd : clients) ::close(fd);
+}
+
+}  // namespace
+}  // namespace preforkd
