@@ -33,9 +33,13 @@ ErrorClass class_of_errno(int error) {
 // Reads more bytes into *buffer before `deadline`; false with *error set on EOF,
 // reset or timeout.
 bool fill(int fd, std::string* buffer, std::chrono::steady_clock::time_point deadline, ErrorClass* error,
-          std::string* detail) {
+          std::string* detail, const std::atomic<bool>& stop) {
   char chunk[16384];
   while (true) {
+    if (stop) {
+      *error = ErrorClass::count;  // abandoned: neither an answer nor an error
+      return false;
+    }
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0) {
       *error = ErrorClass::timeout;
@@ -64,12 +68,12 @@ bool fill(int fd, std::string* buffer, std::chrono::steady_clock::time_point dea
 }
 
 // One HTTP response (by Content-Length) from fd, or why there is none.
-Outcome read_http(int fd, std::string* carry, Millis timeout) {
+Outcome read_http(int fd, std::string* carry, Millis timeout, const std::atomic<bool>& stop) {
   Outcome out;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::size_t end;
   while ((end = carry->find("\r\n\r\n")) == std::string::npos)
-    if (!fill(fd, carry, deadline, &out.error, &out.detail)) return out;
+    if (!fill(fd, carry, deadline, &out.error, &out.detail, stop)) return out;
   HttpResponse response;
   response.head = carry->substr(0, end + 2);
   unsigned long length = 0;
@@ -81,7 +85,7 @@ Outcome read_http(int fd, std::string* carry, Millis timeout) {
     return out;
   }
   while (carry->size() < end + 4 + length)
-    if (!fill(fd, carry, deadline, &out.error, &out.detail)) return out;
+    if (!fill(fd, carry, deadline, &out.error, &out.detail, stop)) return out;
   response.body = carry->substr(end + 4, length);
   carry->erase(0, end + 4 + length);
   out.response = std::move(response);
@@ -145,17 +149,19 @@ std::string LoadClient::summary() const {
   return out;
 }
 
-void LoadClient::record(ErrorClass what, const std::string& detail) {
+void LoadClient::record(ErrorClass what, const std::string& detail, bool fresh_connection) {
+  if (what == ErrorClass::count) return;  // abandoned by stop()
   ++errors_;
   ++by_class_[static_cast<std::size_t>(what)];
   std::lock_guard lock(mutex_);
-  if (error_log_.size() < kErrorLogCap) error_log_.push_back({std::chrono::steady_clock::now(), what, detail});
+  if (error_log_.size() < kErrorLogCap) error_log_.push_back({std::chrono::steady_clock::now(), what, detail, fresh_connection});
   if (samples_.size() < 10) samples_.push_back(std::string(to_string(what)) + ": " + detail);
 }
 
 void LoadClient::run(int index) {
   int fd = -1;  // udp_echo: the thread's socket; http_keepalive: its connection
   std::string carry;
+  bool answered = false;  // http_keepalive: the connection has carried an answer
   if (kind_ == Kind::udp_echo) {
     fd = socket(host_.find(':') == std::string::npos ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   }
@@ -166,7 +172,7 @@ void LoadClient::run(int index) {
       case Kind::http_close: good = one_http(index); break;
       case Kind::tcp_echo: good = one_tcp_echo(index); break;
       case Kind::udp_echo: good = one_udp_echo(index, fd, sequence++); break;
-      case Kind::http_keepalive: good = one_keepalive(&fd, &carry); break;
+      case Kind::http_keepalive: good = one_keepalive(&fd, &carry, &answered); break;
     }
     if (good) ++ok_;
   }
@@ -185,7 +191,7 @@ bool LoadClient::one_http(int) {
     record(class_of_errno(errno), std::string("send: ") + std::strerror(errno));
   } else {
     std::string carry;
-    Outcome got = read_http(fd, &carry, answer_timeout_);
+    Outcome got = read_http(fd, &carry, answer_timeout_, stop_);
     if (!got.response) record(got.error, got.detail);
     else if (got.response->status != 200 || got.response->body != kBody)
       record(ErrorClass::wrong_bytes, "bad response: " + got.response->head);
@@ -199,11 +205,12 @@ bool LoadClient::one_http(int) {
 // server may close a connection only after an answer that says `Connection:
 // close`, or while no request is outstanding (a worker retiring closes idle
 // ones): both are reconnects. EOF or a reset while a request waits is an error.
-bool LoadClient::one_keepalive(int* fd, std::string* carry) {
+bool LoadClient::one_keepalive(int* fd, std::string* carry, bool* answered) {
   auto drop = [&] {
     close(*fd);
     *fd = -1;
     carry->clear();
+    *answered = false;
   };
   if (*fd >= 0) {
     pollfd p{*fd, POLLIN, 0};
@@ -232,21 +239,22 @@ bool LoadClient::one_keepalive(int* fd, std::string* carry) {
     }
   }
   if (!send_all(*fd, "GET /hello.txt HTTP/1.1\r\nHost: load\r\n\r\n")) {
-    record(class_of_errno(errno), std::string("keep-alive send: ") + std::strerror(errno));
+    record(class_of_errno(errno), std::string("keep-alive send: ") + std::strerror(errno), !*answered);
     drop();
     return false;
   }
-  Outcome got = read_http(*fd, carry, answer_timeout_);
+  Outcome got = read_http(*fd, carry, answer_timeout_, stop_);
   if (!got.response) {
-    record(got.error, "keep-alive: " + got.detail);
+    record(got.error, "keep-alive" + std::string(*answered ? "" : " (first request)") + ": " + got.detail, !*answered);
     drop();
     return false;
   }
   if (got.response->status != 200 || got.response->body != kBody) {
-    record(ErrorClass::wrong_bytes, "bad response: " + got.response->head);
+    record(ErrorClass::wrong_bytes, "bad response: " + got.response->head, !*answered);
     drop();
     return false;
   }
+  *answered = true;
   if (strcasecmp(got.response->header("Connection").c_str(), "close") == 0) {
     drop();
     ++reconnects_;
@@ -271,7 +279,7 @@ bool LoadClient::one_tcp_echo(int index) {
     auto deadline = std::chrono::steady_clock::now() + answer_timeout_;
     ErrorClass error = ErrorClass::timeout;
     std::string detail;
-    while (fill(fd, &back, deadline, &error, &detail)) {
+    while (fill(fd, &back, deadline, &error, &detail, stop_)) {
     }
     if (error != ErrorClass::eof_mid_response) record(error, "echo: " + detail);
     else if (back != payload)
@@ -309,6 +317,7 @@ bool LoadClient::one_udp_echo(int index, int fd, long sequence) {
   char buf[256];
   auto until = std::chrono::steady_clock::now() + answer_timeout_;
   while (std::chrono::steady_clock::now() < until) {
+    if (stop_) return false;  // abandoned, not lost
     pollfd p{fd, POLLIN, 0};
     if (poll(&p, 1, 50) <= 0) continue;
     ssize_t n = recv(fd, buf, sizeof buf, 0);

@@ -25,6 +25,9 @@ struct LoadError {
   std::chrono::steady_clock::time_point when;  // when the client gave up on it
   ErrorClass what;
   std::string detail;
+  // No answer had come on this connection yet (always so for one request per
+  // connection): the connection may never have reached a worker.
+  bool fresh_connection = true;
 };
 
 class LoadClient {
@@ -45,6 +48,7 @@ class LoadClient {
   long reconnects() const { return reconnects_; }
   int threads() const { return static_cast<int>(threads_.size()); }
   Kind kind() const { return kind_; }
+  // stop() does not wait for answers still outstanding: they count neither way.
   // The first few errors, for the failure message.
   std::string error_sample() const;
   // Every error so far (at most the first 100000), in no particular order.
@@ -55,10 +59,10 @@ class LoadClient {
  private:
   void run(int index);
   bool one_http(int index);
-  bool one_keepalive(int* fd, std::string* carry);
+  bool one_keepalive(int* fd, std::string* carry, bool* answered);
   bool one_tcp_echo(int index);
   bool one_udp_echo(int index, int fd, long sequence);
-  void record(ErrorClass what, const std::string& detail);
+  void record(ErrorClass what, const std::string& detail, bool fresh_connection = true);
 
   Kind kind_;
   std::string host_;
