@@ -19,6 +19,9 @@ namespace {
 constexpr const char* kBody = "hello from preforkd\n";
 constexpr std::size_t kErrorLogCap = 100000;
 
+// When the calling load thread began its current request.
+thread_local std::chrono::steady_clock::time_point t_request_started;
+
 struct Outcome {
   std::optional<HttpResponse> response;
   ErrorClass error = ErrorClass::timeout;
@@ -154,7 +157,7 @@ void LoadClient::record(ErrorClass what, const std::string& detail, bool fresh_c
   ++errors_;
   ++by_class_[static_cast<std::size_t>(what)];
   std::lock_guard lock(mutex_);
-  if (error_log_.size() < kErrorLogCap) error_log_.push_back({std::chrono::steady_clock::now(), what, detail, fresh_connection});
+  if (error_log_.size() < kErrorLogCap) error_log_.push_back({t_request_started, std::chrono::steady_clock::now(), what, detail, fresh_connection});
   if (samples_.size() < 10) samples_.push_back(std::string(to_string(what)) + ": " + detail);
 }
 
@@ -168,6 +171,7 @@ void LoadClient::run(int index) {
   long sequence = 0;
   while (!stop_ && std::chrono::steady_clock::now() < deadline_) {
     bool good = false;
+    t_request_started = std::chrono::steady_clock::now();
     switch (kind_) {
       case Kind::http_close: good = one_http(index); break;
       case Kind::tcp_echo: good = one_tcp_echo(index); break;

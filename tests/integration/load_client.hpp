@@ -22,7 +22,8 @@ enum class ErrorClass { connect_refused, connect_other, reset, eof_mid_response,
 const char* to_string(ErrorClass error);
 
 struct LoadError {
-  std::chrono::steady_clock::time_point when;  // when the client gave up on it
+  std::chrono::steady_clock::time_point started;  // when the request (its connect, for a new connection) began
+  std::chrono::steady_clock::time_point when;     // when the client gave up on it
   ErrorClass what;
   std::string detail;
   // No answer had come on this connection yet (always so for one request per
