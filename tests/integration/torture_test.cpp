@@ -654,9 +654,9 @@ long env_long(const char* name, long fallback) {
 // CI: a few fixed seeds, about two minutes in a normal build. Long local mode:
 // PREFORKD_TORTURE_SECONDS of new random seeds, every failing seed listed.
 TEST(Torture, SeededRandomLifecycleSequencesUnderMixedLoad) {
-  long steps = env_long("PREFORKD_TORTURE_STEPS", 30);
+  long steps = env_long("PREFORKD_TORTURE_STEPS", 40);
   long seconds = env_long("PREFORKD_TORTURE_SECONDS", 0);
-  std::vector<std::uint64_t> seeds = {1, 2, 3};
+  std::vector<std::uint64_t> seeds = {1, 2, 3, 4, 5, 6};
   // PREFORKD_TORTURE_MIX="keepalive,close,tcp_echo,udp_echo" client threads (default 2,2,1,1).
   Mix mix;
   if (const char* m = std::getenv("PREFORKD_TORTURE_MIX"); m && *m)
