@@ -100,4 +100,12 @@ TEST(TortureRegression, QuitWhileARecycleSuccessorStartsExits) {
   EXPECT_TRUE(run_actions("hup_max_requests=300 quit_in_recycle", {.keepalive = 0}));
 }
 
+// The master stopped past worker_timeout, then continued: found by the long run
+// on a starved machine (a master stalled 5-7 s killed every healthy worker for
+// "no heartbeat"). Their heartbeats wait unread in its pipes; it must read them
+// before it judges.
+TEST(TortureRegression, AStalledMasterKillsNoHealthyWorker) {
+  EXPECT_TRUE(run_actions("stop_master hup stop_master", {.keepalive = 0}));
+}
+
 }  // namespace
