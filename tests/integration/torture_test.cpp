@@ -47,6 +47,13 @@ TEST(Torture, SeededRandomLifecycleSequencesUnderMixedLoad) {
   std::random_device entropy;
   long sequences = 0, actions = 0;
   std::vector<std::string> failed;
+  // PREFORKD_TORTURE_ACTIONS="ttin winch_hup ..." replays exactly that list once.
+  if (const char* list = std::getenv("PREFORKD_TORTURE_ACTIONS"); list && *list) {
+    Torture torture(0, mix);
+    torture.set_verbose(true);
+    EXPECT_TRUE(torture.run(0, parse_actions(list)));
+    return;
+  }
   for (std::size_t i = 0; seconds > 0 ? Clock::now() < until : i < seeds.size(); ++i) {
     std::uint64_t seed = seconds > 0 ? (static_cast<std::uint64_t>(entropy()) << 20) ^ entropy() : seeds[i];
     std::cout << "[ seed     ] " << seed << "\n" << std::flush;
