@@ -361,12 +361,22 @@ class Torture {
     return false;
   }
 
+  // Workers a kill may pick: the newest generation's, within the configured slots,
+  // not stopped and not retiring (a retiring one may hold a closing socket's queue:
+  // killing it would lose more than its own in-flight requests).
   std::vector<pid_t> serving_workers() const {
     std::vector<pid_t> out;
     unsigned newest = 0;
+    std::string log = server_->log();
     for (pid_t pid : server_->worker_pids()) newest = std::max(newest, generation_of(cmdline_of(pid)));
-    for (pid_t pid : server_->worker_pids())
-      if (generation_of(cmdline_of(pid)) == newest && proc_stat_field(pid, 3) != "T") out.push_back(pid);
+    for (pid_t pid : server_->worker_pids()) {
+      std::string cmd = cmdline_of(pid);
+      auto slot_at = cmd.find("--slot ");
+      int slot = slot_at == std::string::npos ? -1 : std::atoi(cmd.c_str() + slot_at + 7);
+      if (generation_of(cmd) == newest && slot >= 0 && slot < model_.expected() && proc_stat_field(pid, 3) != "T" &&
+          log.find("retiring worker " + std::to_string(pid)) == std::string::npos)
+        out.push_back(pid);
+    }
     return out;
   }
 
