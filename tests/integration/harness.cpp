@@ -251,7 +251,7 @@ Preforkd::~Preforkd() {
   std::vector<pid_t> workers = master_ > 0 ? worker_pids() : std::vector<pid_t>{};
   if (master_ > 0) {
     // The whole process group: master, workers, and a master that replaced it (USR2).
-    kill(-master_, SIGKILL);
+    kill(-group_, SIGKILL);
     if (!reaped_) {
       kill(master_, SIGKILL);
       waitpid(master_, nullptr, 0);
@@ -283,7 +283,7 @@ bool Preforkd::start(Millis timeout, std::string* why) {
     _exit(127);
   }
   setpgid(pid, pid);  // also from here, so the group exists whichever runs first
-  master_ = pid;
+  master_ = group_ = pid;
   std::string needle = "all " + std::to_string(options_.workers) + " workers ready";
   if (wait_log(needle, timeout)) return true;
   if (why) *why = "no \"" + needle + "\" within the timeout; log:\n" + log();

@@ -68,6 +68,13 @@ class Preforkd {
   // does not report ready within the timeout.
   bool start(Millis timeout = 10s, std::string* why = nullptr);
   pid_t master_pid() const { return master_; }
+  // After a binary upgrade (USR2): the new master is the one to signal, watch and
+  // stop from now on. It is in the first master's process group, and our child
+  // (subreaper) once the old master has exited.
+  void follow_master(pid_t pid) {
+    master_ = pid;
+    reaped_ = false;
+  }
   std::vector<pid_t> worker_pids() const { return children_of(master_); }
   bool signal(int signum) const;
   // Waits for the master to exit; returns its exit status (or nullopt on timeout).
@@ -98,6 +105,7 @@ class Preforkd {
   std::string dir_, root_, config_path_, pid_file_, log_path_;
   int http_port_ = 0, echo_port_ = 0, http6_port_ = 0, echo6_port_ = 0;
   pid_t master_ = 0;
+  pid_t group_ = 0;  // the first master's process group: every master and worker is in it
   bool reaped_ = false;
 };
 
