@@ -297,12 +297,14 @@ class Worker {
     stop_now("start-up failed");
   }
 
+  // The listeners are closed, not destroyed: their handlers must outlive the
+  // sessions, which go only in their connections' close callbacks, once the loop
+  // has run them (run_worker destroys the Worker after that).
   void close_everything() {
     connections_.on_empty(nullptr);
     connections_.close_all();
-    tcp_listeners_.clear();
+    for (auto& l : tcp_listeners_) l->close();
     for (auto& l : udp_listeners_) l->stop();
-    udp_listeners_.clear();
     heartbeat_.reset();
     linger_.reset();
     ipc_.reset();
