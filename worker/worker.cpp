@@ -31,6 +31,7 @@
 #include "worker/stream_connection.hpp"
 #include "worker/tcp_listener.hpp"
 #include "worker/udp_listener.hpp"
+#include "worker/worker_signals.hpp"
 
 namespace preforkd {
 namespace {
@@ -48,6 +49,8 @@ class Worker {
     watch_signal(SIGQUIT);
     watch_signal(SIGUSR1);
     watch_signal(SIGHUP);
+    // Held since main (see worker_signals.hpp): what came meanwhile runs now.
+    release_worker_signals();
     uv_run(loop_, UV_RUN_DEFAULT);
     return exit_code_;
   }
@@ -349,6 +352,12 @@ int run_worker(int ipc_fd, pid_t master_pid) {
     return 1;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  // Test hook for the start-up signal tests: widens the time in which the
+  // worker's signals are held and its handlers do not exist yet.
+  if (const char* ms = std::getenv("PREFORKD_TEST_WORKER_START_DELAY_MS")) {
+    PF_LOG_WARN("test hook: starting %s ms late", ms);
+    ::usleep(static_cast<useconds_t>(std::strtoul(ms, nullptr, 10) * 1000));
+  }
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);
   if (rc != 0) {

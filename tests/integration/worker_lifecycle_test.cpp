@@ -1,5 +1,5 @@
 // A worker's life at its edges, with the real binary under real clients (wrk):
-// TERM under load.
+// TERM under load, and signals that arrive while a worker starts.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -111,6 +111,80 @@ TEST(WorkerLifecycle, TermUnderLoadExitsCleanly) {
     for (const char* marker : {"AddressSanitizer", "runtime error", "uv_loop_close"})
       EXPECT_EQ(server.log().find(marker), std::string::npos) << server.log();
   }
+}
+
+// (b) USR1 (logrotate) 2 ms after HUP, 10 times: the starting workers must not
+// die of it. Before the fix: "reload to generation N failed: worker ... exited
+// during start (signal 10)".
+TEST(WorkerLifecycle, LogReopenRightAfterReloadNeverFailsIt) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(server.signal(SIGHUP));
+    std::this_thread::sleep_for(2ms);
+    ASSERT_TRUE(server.signal(SIGUSR1));
+    ASSERT_TRUE(server.wait_log("retiring generation", 10s, static_cast<std::size_t>(i + 1)))
+        << "reload " << i + 1 << " did not complete\n" << server.log();
+  }
+  std::string log = server.log();
+  std::cout << "[ figures  ] 10 x (HUP, 2 ms, USR1): " << count_of(log, "retiring generation") << " reloads done, "
+            << count_of(log, "failed") << " failed\n";
+  EXPECT_EQ(count_of(log, "reload to generation"), 0u) << log;
+  EXPECT_EQ(count_of(log, "signal 10"), 0u) << log;
+  EXPECT_TRUE(server.wait_workers(2, 10s)) << log;
+}
+
+// The worker's own part of (b), made deterministic: a worker that takes 400 ms
+// to start (test hook) is sent USR1, HUP and the master-only signals (USR2,
+// WINCH, TTIN, TTOU) directly while starting: it must survive them and serve. A
+// TERM while starting must end it promptly and cleanly (exit status 0), not by
+// the default action. Before the fix: killed by signal 10 at once.
+TEST(WorkerLifecycle, StartingWorkerHoldsSignalsAndStopsOnTerm) {
+  setenv("PREFORKD_TEST_WORKER_START_DELAY_MS", "400", 1);
+  Preforkd server({.workers = 1});
+  std::string why;
+  bool started = server.start(15s, &why);
+  unsetenv("PREFORKD_TEST_WORKER_START_DELAY_MS");
+  ASSERT_TRUE(started) << why;
+  auto starting_worker = [&](int generation) -> pid_t {
+    const std::string needle = std::string("--generation\0", 13) + std::to_string(generation) + '\0';
+    for (auto deadline = Clock::now() + 5s; Clock::now() < deadline; std::this_thread::sleep_for(2ms)) {
+      for (pid_t w : server.worker_pids())
+        if (read_file("/proc/" + std::to_string(w) + "/cmdline").find(needle) != std::string::npos) return w;
+    }
+    return 0;
+  };
+  ASSERT_TRUE(server.signal(SIGHUP));
+  pid_t w2 = starting_worker(2);
+  ASSERT_GT(w2, 0) << server.log();
+  for (int signum : {SIGUSR1, SIGHUP, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU}) ASSERT_EQ(kill(w2, signum), 0);
+  ASSERT_TRUE(server.wait_log("retiring generation 1", 10s)) << server.log();
+  auto r = http_get(server.http_port(), "/hello.txt");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  ASSERT_TRUE(server.wait_workers(1, 5s)) << server.log();  // generation 1 has drained
+  EXPECT_EQ(server.worker_pids(), std::vector<pid_t>{w2});
+  const std::string state = proc_stat_field(w2, 3);
+  EXPECT_TRUE(state == "S" || state == "R") << "worker state \"" << state << "\" (T: stopped by TTIN/TTOU)";
+
+  ASSERT_TRUE(server.signal(SIGHUP));
+  pid_t w3 = starting_worker(3);
+  ASSERT_GT(w3, 0) << server.log();
+  auto sent = Clock::now();
+  ASSERT_EQ(kill(w3, SIGTERM), 0);
+  ASSERT_TRUE(wait_gone(w3, 3s)) << server.log();
+  double after_s = std::chrono::duration<double>(Clock::now() - sent).count();
+  std::cout << "[ figures  ] starting worker survived 6 signals; TERM while starting: gone after " << after_s << " s\n";
+  // "during start", or "unexpectedly" if its ready message got out first.
+  const std::string pid = "worker " + std::to_string(w3) + " exited ";
+  bool clean = false;
+  for (auto deadline = Clock::now() + 5s; !clean && Clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
+    std::string log = server.log();
+    clean = log.find(pid + "during start (status 0)") != std::string::npos ||
+            log.find(pid + "unexpectedly (status 0)") != std::string::npos;
+  }
+  EXPECT_TRUE(clean) << "worker " << w3 << " did not exit with status 0\n" << server.log();
 }
 
 }  // namespace
