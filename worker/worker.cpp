@@ -253,6 +253,9 @@ class Worker {
     connections_.on_empty([this] {
       if (listeners_closed_) finish();
     });
+    // Before the listeners close: so that connections accepted from here on (the
+    // linger, the final drain of the queue) are told at once too.
+    connections_.retire_all();
     if (linger_ms == 0) {
       close_listeners();
     } else {
@@ -267,7 +270,6 @@ class Worker {
         close_listeners();
       }
     }
-    connections_.retire_all();
   }
 
   void close_listeners() {
