@@ -161,8 +161,12 @@ TEST(WorkerLifecycle, StartingWorkerHoldsSignalsAndStopsOnTerm) {
   auto starting_worker = [&](int generation) -> pid_t {
     const std::string needle = std::string("--generation\0", 13) + std::to_string(generation) + '\0';
     for (auto deadline = Clock::now() + 5s; Clock::now() < deadline; std::this_thread::sleep_for(2ms)) {
-      for (pid_t w : server.worker_pids())
-        if (read_file("/proc/" + std::to_string(w) + "/cmdline").find(needle) != std::string::npos) return w;
+      for (pid_t w : server.worker_pids()) {
+        if (read_file("/proc/" + std::to_string(w) + "/cmdline").find(needle) == std::string::npos) continue;
+        // Past main's first instruction (the hook runs after it): before that, in
+        // exec and the dynamic loader, nothing of ours can hold a signal.
+        return server.wait_log(std::to_string(w) + " worker: test hook", 5s) ? w : 0;
+      }
     }
     return 0;
   };
