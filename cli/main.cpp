@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "cli/status_command.hpp"
@@ -12,6 +13,7 @@
 #include "master/control.hpp"
 #include "master/master.hpp"
 #include "worker/worker.hpp"
+#include "worker/worker_signals.hpp"
 
 namespace {
 
@@ -31,6 +33,10 @@ int load(const std::string& path, preforkd::Config* config, std::string* text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything else: until a worker's handlers exist, a signal relayed by the
+  // master (USR1 for a log rotation) must wait rather than kill it.
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--worker") == 0) preforkd::hold_worker_signals();
   CLI::App app{"preforkd: a pre-fork multi-process server with zero-downtime reloads"};
   app.set_version_flag("-v,--version", std::string("preforkd ") + preforkd::kVersion);
   std::string config_path = PREFORKD_DEFAULT_CONFIG;

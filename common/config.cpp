@@ -332,7 +332,7 @@ class Loader {
     const std::string path = listener_path(index);
     reject_unknown_keys(t, path, {"name", "address", "protocol", "backlog", "reuseport", "root", "max_request_line",
                                   "max_header_size", "max_body_size", "header_timeout", "idle_timeout",
-                                  "send_timeout", "max_datagram_size"});
+                                  "send_timeout", "max_datagram_size", "retire_idle_grace"});
     ListenerConfig out;
     out.name = listener_name(t, index, earlier);
     const toml::node& address_node = required(t, path, "address");
@@ -377,6 +377,8 @@ class Loader {
       out.max_body_size = size(*n, "max_body_size", 0, std::int64_t{1} << 40);
     }
     if (const auto* n = get("header_timeout", http)) out.header_timeout_s = seconds(*n, key_path(prefix, "header_timeout"));
+    if (const auto* n = get("retire_idle_grace", http))
+      out.retire_idle_grace_s = seconds(*n, key_path(prefix, "retire_idle_grace"));
     if (const auto* n = get("idle_timeout", stream)) out.idle_timeout_s = seconds(*n, key_path(prefix, "idle_timeout"));
     if (const auto* n = get("send_timeout", stream)) out.send_timeout_s = seconds(*n, key_path(prefix, "send_timeout"));
     if (const auto* n = get("max_datagram_size", !stream)) {

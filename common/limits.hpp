@@ -14,6 +14,11 @@ struct ListenerLimits {
   std::size_t max_header_size = 16 * 1024;  // request line + headers, else 431
   std::uint64_t max_body_size = 1 << 20;    // Content-Length or chunked total, else 413
   double header_timeout_s = 10;             // first byte of a request to end of its headers (and between body reads)
+  // A retiring worker answers the next request of a keep-alive connection with
+  // Connection: close, and closes one that stays silent only after this long: a
+  // client may be sending its next request at the very moment retirement begins
+  // (HAProxy's idle-close-on-response; nginx closes at once and loses them).
+  double retire_idle_grace_s = 1;
   // http and tcp-echo
   double idle_timeout_s = 60;  // keep-alive wait between requests; tcp-echo: no data either way
   double send_timeout_s = 60;  // queued output making no progress this long closes the connection

@@ -31,6 +31,12 @@ class StreamTransport {
   virtual void resume_reading() = 0;
   // Sends FIN once queued writes are flushed, then closes.
   virtual void shutdown_and_close() = 0;
+  // For a close the peer did not ask for, while it may still be sending (a keep-
+  // alive client of a retiring worker): FIN once queued writes are flushed, then
+  // read and discard until the peer's FIN or a bound, then close. Closing with its
+  // bytes unread would send a reset, which can destroy our last response before
+  // the peer has read it (nginx's lingering close; RFC 9112 section 9.6).
+  virtual void shutdown_and_linger() { shutdown_and_close(); }
   // Closes now; unsent data is dropped.
   virtual void close() = 0;
   // The session's one deadline: its on_timeout() runs `ms` from now unless the

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -81,6 +82,7 @@ class HttpSession final : public StreamSession {
         limits_(limits),
         header_timeout_ms_(to_timer_ms(limits.header_timeout_s)),
         idle_timeout_ms_(to_timer_ms(limits.idle_timeout_s)),
+        retire_grace_ms_(std::min(to_timer_ms(limits.retire_idle_grace_s), idle_timeout_ms_)),
         stats_(stats) {
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
@@ -118,14 +120,19 @@ class HttpSession final : public StreamSession {
     }
   }
 
+  // The request in progress (even partly received) is answered, with Connection:
+  // close; between requests the client may be sending the next one right now, so
+  // the connection waits retire_idle_grace for it (see after_parse).
   void on_retire() override {
     retiring_ = true;
+    idle_armed_ = false;  // an idle connection's long wait becomes the grace
     after_parse();
   }
 
   // A request that is not complete in time gets a 408 (nginx closes silently; a
   // status tells an honest slow client what happened). An idle connection, or one
-  // that never sent a byte, is just closed.
+  // that never sent a byte, is just closed; so is a retiring one silent for the
+  // grace.
   void on_timeout() override {
     if (closing_) return;
     if (in_message_) {
@@ -181,19 +188,25 @@ class HttpSession final : public StreamSession {
   // Decides what to do once no more whole requests can be answered right now.
   void after_parse() {
     if (closing_ || blocked()) return;
+    bool between_requests = input_.empty() && !in_message_;
     // Idle means between requests of a connection that has had one: a connection
     // that has not yet sent its first request is a client about to send it (it was
     // accepted from the queue moments ago), not an idle keep-alive connection.
-    bool idle = input_.empty() && !in_message_ && answered_ > 0;
-    if (peer_eof_ || (retiring_ && idle)) {
-      // Nothing more will come (or we stop taking more): flush and say goodbye.
+    bool idle = between_requests && answered_ > 0;
+    if (peer_eof_) {
+      // Nothing more will come: flush and say goodbye.
       closing_ = true;
       transport_.shutdown_and_close();
       return;
     }
     // Armed once per idle period: bytes that begin no request (bare CRLFs, which
-    // the parser skips) must not keep a connection alive forever.
-    if (idle && !idle_armed_) {
+    // the parser skips) must not keep a connection alive forever. Retiring, the
+    // wait is the short grace instead: closing at once would cut off a client
+    // whose next request is already on its way (HAProxy's idle-close-on-response).
+    if (between_requests && retiring_ && !idle_armed_) {
+      idle_armed_ = true;
+      transport_.set_timeout(retire_grace_ms_);
+    } else if (idle && !idle_armed_) {
       idle_armed_ = true;
       transport_.set_timeout(idle_timeout_ms_);
     }
@@ -207,7 +220,10 @@ class HttpSession final : public StreamSession {
     ++stats_.requests;
     ++answered_;
     in_message_ = false;
-    bool keep_alive = http_should_keep_alive(&parser_) && !retiring_;
+    // Retiring, the answer says Connection: close; a client that wanted to keep
+    // the connection may already be sending (pipelining) and gets a lingering close.
+    peer_may_send_ = http_should_keep_alive(&parser_);
+    bool keep_alive = peer_may_send_ && !retiring_;
     auto method = static_cast<http_method>(parser_.method);
     if (method != HTTP_GET && method != HTTP_HEAD) {
       bool known = method == HTTP_POST || method == HTTP_PUT || method == HTTP_DELETE ||
@@ -277,11 +293,7 @@ class HttpSession final : public StreamSession {
   void send_next_chunk() {
     if (file_remaining_ == 0) {
       close_file();
-      if (!keep_alive_after_file_) {
-        closing_ = true;
-        transport_.shutdown_and_close();
-        return;
-      }
+      if (!keep_alive_after_file_) return close_after_response();
       resume();
       return;
     }
@@ -345,14 +357,19 @@ class HttpSession final : public StreamSession {
   }
 
   void after_response(bool keep_alive) {
-    if (!keep_alive) {
-      closing_ = true;
-      transport_.shutdown_and_close();
-      return;
-    }
+    if (!keep_alive) return close_after_response();
     if (transport_.write_queue_size() > kMaxQueuedBytes) {
       waiting_for_writes_ = true;
       transport_.pause_reading();
+    }
+  }
+
+  void close_after_response() {
+    closing_ = true;
+    if (peer_may_send_) {
+      transport_.shutdown_and_linger();
+    } else {
+      transport_.shutdown_and_close();
     }
   }
 
@@ -362,6 +379,7 @@ class HttpSession final : public StreamSession {
     s->access_headers_.reset();
     s->in_message_ = true;
     s->idle_armed_ = false;
+    s->peer_may_send_ = false;
     s->headers_done_ = false;
     s->reject_status_ = 0;
     s->content_length_headers_ = 0;
@@ -479,6 +497,7 @@ class HttpSession final : public StreamSession {
   const ListenerLimits& limits_;
   const std::uint64_t header_timeout_ms_;
   const std::uint64_t idle_timeout_ms_;
+  const std::uint64_t retire_grace_ms_;
   access_log::RequestHeaders access_headers_;
   WorkerStats& stats_;
   http_parser parser_{};
@@ -497,6 +516,7 @@ class HttpSession final : public StreamSession {
   std::uint64_t answered_ = 0;  // requests answered on this connection
   bool peer_eof_ = false;
   bool retiring_ = false;
+  bool peer_may_send_ = false;  // the request being answered asked for keep-alive
   bool closing_ = false;
   bool waiting_for_writes_ = false;
   int file_fd_ = -1;

@@ -19,6 +19,10 @@ struct WriteRequest {
 
 namespace {
 
+// How long a lingering close waits, once our output is flushed, for the peer's
+// FIN (nginx's lingering_timeout): a peer told Connection: close closes at once.
+constexpr std::uint64_t kLingerMs = 5000;
+
 StreamConnection* connection_of(uv_handle_t* h) { return static_cast<StreamConnection*>(h->data); }
 
 }  // namespace
@@ -49,6 +53,9 @@ void StreamConnection::start(int fd, StreamHandler& handler, std::uint64_t send_
   // No Nagle (responses are written whole; it would only delay the last
   // segment): set on the listening socket, which accepted sockets inherit.
   session_ = handler.open_session(*this);
+  // Accepted after retirement began (the linger, the final drain of the queue):
+  // retiring from its first byte.
+  if (owner_.retiring_) session_->on_retire();
   resume_reading();
 }
 
@@ -183,6 +190,7 @@ void StreamConnection::on_deadline(uv_timer_t* timer) {
     return;
   }
   self->deadline_ = 0;
+  if (self->lingering_) return self->close();
   if (self->session_) self->session_->on_timeout();
 }
 
@@ -231,6 +239,10 @@ void StreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 
 void StreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* self = connection_of(reinterpret_cast<uv_handle_t*>(s));
+  if (self->lingering_) {
+    if (nread < 0) self->close();  // the peer's FIN (or its reset): nothing left to protect
+    return;                        // input after our last response is dropped
+  }
   if (nread > 0) {
     if (self->session_) self->session_->on_data(std::string_view(buf->base, nread));
     return;
@@ -254,6 +266,31 @@ void StreamConnection::shutdown_and_close() {
   pause_reading();
   shutting_down_ = true;
   if (pending_writes_ == 0) close();
+}
+
+void StreamConnection::shutdown_and_linger() {
+  if (closing_ || shutting_down_ || lingering_) return;
+  lingering_ = true;
+  // libuv sends the FIN once the queued writes have completed.
+  int rc = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown);
+  if (rc != 0) {
+    PF_LOG_DEBUG("uv_shutdown: %s", uv_strerror(rc));
+    close();
+    return;
+  }
+  resume_reading();
+}
+
+// Our output is out: from here the peer has kLingerMs to close its side.
+void StreamConnection::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* self = connection_of(reinterpret_cast<uv_handle_t*>(req->handle));
+  if (self->closing_) return;
+  if (status != 0) {
+    PF_LOG_DEBUG("shutdown: %s", uv_strerror(status));
+    self->close();
+    return;
+  }
+  self->set_timeout(kLingerMs);
 }
 
 void StreamConnection::close() {
@@ -292,6 +329,7 @@ void ConnectionSet::remove(StreamConnection& connection) {
 }
 
 void ConnectionSet::retire_all() {
+  retiring_ = true;
   // retire() may close, but closing only completes on a later loop turn, so the
   // list is not modified while it is walked.
   for (auto& c : connections_) c->retire();

@@ -39,6 +39,7 @@ class StreamConnection final : public StreamTransport {
   void pause_reading() override;
   void resume_reading() override;
   void shutdown_and_close() override;
+  void shutdown_and_linger() override;
   void close() override;
   void set_timeout(std::uint64_t ms) override;
   std::string peer_address() const override;
@@ -52,6 +53,7 @@ class StreamConnection final : public StreamTransport {
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
+  static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_closed(uv_handle_t* h);
   static void on_deadline(uv_timer_t* timer);
   static void on_send_check(uv_timer_t* timer);
@@ -68,6 +70,8 @@ class StreamConnection final : public StreamTransport {
   bool reading_ = false;
   bool closing_ = false;
   bool shutting_down_ = false;
+  bool lingering_ = false;  // shutdown_and_linger(): input is read and dropped
+  uv_shutdown_t shutdown_req_{};
   // The session's deadline (loop time, 0 = none). The timer may be due earlier than
   // the deadline (the deadline moved later); it then re-arms itself instead of
   // being restarted on every read.
@@ -90,6 +94,7 @@ class ConnectionSet {
   ConnectionSet(uv_loop_t* loop, WorkerStats& stats) : loop_(loop), stats_(stats) {}
   ~ConnectionSet();
   StreamConnection& create();
+  // Tells every session that the worker retires, and every one created from now on.
   void retire_all();
   void close_all();
   std::size_t size() const { return connections_.size(); }
@@ -115,6 +120,7 @@ class ConnectionSet {
   uv_loop_t* loop_;
   WorkerStats& stats_;
   std::list<std::unique_ptr<StreamConnection>> connections_;
+  bool retiring_ = false;
   std::function<void()> on_empty_;
   std::size_t max_ = SIZE_MAX;
   std::function<void()> on_room_;

@@ -20,7 +20,7 @@ TcpListener::TcpListener(const ListenerConfig& config, std::unique_ptr<StreamHan
                          ConnectionSet& connections)
     : config_(config), handler_(std::move(handler)), connections_(connections), poll_(this) {}
 
-TcpListener::~TcpListener() { stop_accepting(); }
+TcpListener::~TcpListener() { close(); }
 
 int TcpListener::start(uv_loop_t* loop, int fd) {
   loop_ = loop;
@@ -135,6 +135,11 @@ void TcpListener::stop_accepting() {
   // Past the cap too: what stays queued here would be reset by the close.
   for (int round = 0; round < 64 && !accept_queued(/*ignore_cap=*/true); ++round) {
   }
+  close();
+}
+
+void TcpListener::close() {
+  if (fd_ < 0) return;
   // uv_close stops the poll watcher at once, so the fd can be closed right after.
   retry_.reset();
   poll_.reset();

@@ -23,6 +23,10 @@ class TcpListener {
   // Stops accepting: first accepts whatever the kernel already queued on this
   // socket (closing a listener resets its queue), then closes it.
   void stop_accepting();
+  // Closes the socket without accepting: what is queued stays with the kernel,
+  // for the slot's next worker (the master holds the socket too). A stop, not a
+  // drain; and safe in a destructor, since it creates no session.
+  void close();
   // Polls again after a pause at the connection cap (a no-op otherwise).
   void resume_accepting();
   ~TcpListener();

@@ -31,6 +31,7 @@
 #include "worker/stream_connection.hpp"
 #include "worker/tcp_listener.hpp"
 #include "worker/udp_listener.hpp"
+#include "worker/worker_signals.hpp"
 
 namespace preforkd {
 namespace {
@@ -48,6 +49,8 @@ class Worker {
     watch_signal(SIGQUIT);
     watch_signal(SIGUSR1);
     watch_signal(SIGHUP);
+    // Held since main (see worker_signals.hpp): what came meanwhile runs now.
+    release_worker_signals();
     uv_run(loop_, UV_RUN_DEFAULT);
     return exit_code_;
   }
@@ -250,6 +253,9 @@ class Worker {
     connections_.on_empty([this] {
       if (listeners_closed_) finish();
     });
+    // Before the listeners close: so that connections accepted from here on (the
+    // linger, the final drain of the queue) are told at once too.
+    connections_.retire_all();
     if (linger_ms == 0) {
       close_listeners();
     } else {
@@ -264,7 +270,6 @@ class Worker {
         close_listeners();
       }
     }
-    connections_.retire_all();
   }
 
   void close_listeners() {
@@ -297,12 +302,14 @@ class Worker {
     stop_now("start-up failed");
   }
 
+  // The listeners are closed, not destroyed: their handlers must outlive the
+  // sessions, which go only in their connections' close callbacks, once the loop
+  // has run them (run_worker destroys the Worker after that).
   void close_everything() {
     connections_.on_empty(nullptr);
     connections_.close_all();
-    tcp_listeners_.clear();
+    for (auto& l : tcp_listeners_) l->close();
     for (auto& l : udp_listeners_) l->stop();
-    udp_listeners_.clear();
     heartbeat_.reset();
     linger_.reset();
     ipc_.reset();
@@ -347,6 +354,12 @@ int run_worker(int ipc_fd, pid_t master_pid) {
     return 1;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  // Test hook for the start-up signal tests: widens the time in which the
+  // worker's signals are held and its handlers do not exist yet.
+  if (const char* ms = std::getenv("PREFORKD_TEST_WORKER_START_DELAY_MS")) {
+    PF_LOG_WARN("test hook: starting %s ms late", ms);
+    ::usleep(static_cast<useconds_t>(std::strtoul(ms, nullptr, 10) * 1000));
+  }
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);
   if (rc != 0) {

@@ -548,13 +548,14 @@ TEST_F(ConfigTest, LimitsHaveNginxLikeDefaults) {
   EXPECT_DOUBLE_EQ(l.header_timeout_s, 10.0);
   EXPECT_DOUBLE_EQ(l.idle_timeout_s, 60.0);
   EXPECT_DOUBLE_EQ(l.send_timeout_s, 60.0);
+  EXPECT_DOUBLE_EQ(l.retire_idle_grace_s, 1.0);
   EXPECT_EQ(parse(kUdp).listeners[0].limits.max_datagram_size, 65536u);
 }
 
 TEST_F(ConfigTest, LoadsEveryLimit) {
   const Config c = parse("max_connections = 5\n" + std::string(kHttp) +
                          "max_request_line = 100\nmax_header_size = 1024\nmax_body_size = 0\n"
-                         "header_timeout = 1.5\nidle_timeout = 2\nsend_timeout = 3\n" +
+                         "header_timeout = 1.5\nidle_timeout = 2\nsend_timeout = 3\nretire_idle_grace = 0.25\n" +
                          std::string(kEcho) + "idle_timeout = 4\nsend_timeout = 0.5\n" +
                          "[[listen]]\naddress = \"127.0.0.1:9007\"\nprotocol = \"udp-echo\"\n"
                          "max_datagram_size = 512\n");
@@ -566,6 +567,7 @@ TEST_F(ConfigTest, LoadsEveryLimit) {
   EXPECT_DOUBLE_EQ(h.header_timeout_s, 1.5);
   EXPECT_DOUBLE_EQ(h.idle_timeout_s, 2.0);
   EXPECT_DOUBLE_EQ(h.send_timeout_s, 3.0);
+  EXPECT_DOUBLE_EQ(h.retire_idle_grace_s, 0.25);
   EXPECT_DOUBLE_EQ(c.listeners[1].limits.idle_timeout_s, 4.0);
   EXPECT_DOUBLE_EQ(c.listeners[1].limits.send_timeout_s, 0.5);
   EXPECT_EQ(c.listeners[2].limits.max_datagram_size, 512u);
@@ -587,6 +589,8 @@ TEST_F(ConfigTest, RejectsLimitsOutOfRange) {
             "5:18: listen[1].header_timeout: must be greater than 0 and at most 3600");
   EXPECT_EQ(error(std::string(kEcho) + "idle_timeout = \"61m\"\n"),
             "4:16: listen[1].idle_timeout: \"61m\": must be greater than 0 and at most 3600 seconds (1h)");
+  EXPECT_EQ(error(std::string(kHttp) + "retire_idle_grace = 0\n"),
+            "5:21: listen[1].retire_idle_grace: must be greater than 0 and at most 3600");
   EXPECT_EQ(error(std::string(kEcho) + "send_timeout = 3601\n"),
             "4:16: listen[1].send_timeout: must be greater than 0 and at most 3600");
   EXPECT_EQ(error(std::string(kUdp) + "max_datagram_size = 65537\n"),
@@ -678,6 +682,9 @@ TEST_F(ConfigTest, RejectsLimitsOnProtocolsTheyDoNotApplyTo) {
             "4:17: listen[1].max_body_size: not allowed for protocol \"tcp-echo\"");
   EXPECT_EQ(error(std::string(kEcho) + "header_timeout = 1\n"),
             "4:18: listen[1].header_timeout: not allowed for protocol \"tcp-echo\"");
+  // tcp-echo has no request boundary at which a retiring worker could close.
+  EXPECT_EQ(error(std::string(kEcho) + "retire_idle_grace = 1\n"),
+            "4:21: listen[1].retire_idle_grace: not allowed for protocol \"tcp-echo\"");
   EXPECT_EQ(error(std::string(kUdp) + "idle_timeout = 1\n"),
             "4:16: listen[1].idle_timeout: not allowed for protocol \"udp-echo\"");
   EXPECT_EQ(error(std::string(kHttp) + "max_datagram_size = 512\n"),
