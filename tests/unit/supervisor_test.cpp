@@ -1,5 +1,6 @@
 // The supervisor state machine (generations, reloads, scaling, timeouts, stop),
-// driven with a fake WorkerControl that records every call and a fake clock.
+// driven through SupervisorDriver with a fake I/O layer that records every effect
+// and a fake clock.
 #include "master/supervisor.hpp"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "tests/unit/supervisor_driver.hpp"
 
 namespace preforkd {
 namespace {
@@ -38,7 +41,7 @@ struct ServingCall {
   bool operator==(const ServingCall&) const = default;
 };
 
-class FakeControl : public WorkerControl {
+class FakeControl : public FakeIo {
  public:
   int prepare_generation(unsigned generation) override {
     prepared.push_back(generation);
@@ -204,7 +207,7 @@ class SupervisorTest : public ::testing::Test {
   bool alive(pid_t pid) const { return sup_.workers().count(pid) != 0; }
 
   FakeControl ctl_;
-  Supervisor sup_;
+  SupervisorDriver sup_;
 };
 
 // --- start -----------------------------------------------------------------------
@@ -284,9 +287,11 @@ TEST_F(SupervisorTest, StartRetriesASlotWhoseSpawnFailed) {
   ASSERT_TRUE(sup_.start(0));
   ASSERT_EQ(ctl_.spawns.size(), 3u);
   EXPECT_EQ(ctl_.spawns[0].pid, -1);
-  EXPECT_EQ(ctl_.spawns[1].slot, 0);
-  EXPECT_GT(ctl_.spawns[1].pid, 0);
-  EXPECT_EQ(slot(0).pid, ctl_.spawns[1].pid);
+  // The retry is asked for once the failure is known, after slot 1's spawn.
+  EXPECT_EQ(ctl_.spawns[1].slot, 1);
+  EXPECT_EQ(ctl_.spawns[2].slot, 0);
+  EXPECT_GT(ctl_.spawns[2].pid, 0);
+  EXPECT_EQ(slot(0).pid, ctl_.spawns[2].pid);
   EXPECT_EQ(slot(0).failures, 1u);
   EXPECT_GT(slot(1).pid, 0);
 }

@@ -1,0 +1,220 @@
+// Decisions that moved from the master into the supervisor and are seen only in
+// its effects: the linger of a retiring worker, the max_requests limit with its
+// jitter, which slot sockets are kept, and workers whose spawn answer comes too
+// late.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "master/supervisor.hpp"
+#include "tests/unit/supervisor_driver.hpp"
+
+namespace preforkd {
+namespace {
+
+class CountingIo : public FakeIo {
+ public:
+  int prepare_generation(unsigned) override { return count; }
+  pid_t spawn(int, unsigned) override { return fail_spawns > 0 ? (--fail_spawns, -1) : next_pid++; }
+  void signal(pid_t pid, int signum) override { signals.push_back({pid, signum}); }
+  void retire(pid_t, bool) override {}
+  void serving(unsigned, int) override {}
+  void generation_gone(unsigned) override {}
+  void worker_gone(pid_t) override {}
+  void set_timer(std::uint64_t) override {}
+  void all_stopped() override { ++stopped; }
+
+  int count = 2;
+  int fail_spawns = 0;
+  pid_t next_pid = 100;
+  std::vector<std::pair<pid_t, int>> signals;
+  int stopped = 0;
+};
+
+ListenerConfig listener(const char* address) {
+  ListenerConfig l;
+  l.name = address;
+  if (auto parsed = parse_address(address)) l.address = *parsed;
+  return l;
+}
+
+class SupervisorEffects : public ::testing::Test {
+ protected:
+  SupervisorEffects() : sup_(io_, SupervisorOptions{}) {}
+
+  void ready_all(std::uint64_t now) {
+    std::vector<pid_t> pids;
+    for (const auto& [pid, w] : sup_.workers())
+      if (w.state == WorkerState::starting) pids.push_back(pid);
+    for (pid_t pid : pids) sup_.worker_ready(pid, now);
+  }
+  pid_t worker_of(int slot) const {
+    for (const auto& [pid, w] : sup_.workers())
+      if (w.slot == slot && w.generation == sup_.serving_generation()) return pid;
+    return 0;
+  }
+  template <class T>
+  std::vector<T> effects_of_type() const {
+    std::vector<T> out;
+    for (const Effect& e : sup_.effects)
+      if (auto* t = std::get_if<T>(&e)) out.push_back(*t);
+    return out;
+  }
+  std::uint32_t linger_of(pid_t pid) const {
+    for (const auto& r : effects_of_type<effect::Retire>())
+      if (r.pid == pid) return r.linger_ms;
+    ADD_FAILURE() << "worker " << pid << " was not retired";
+    return 0;
+  }
+  // The sockets the master was last told to keep.
+  SocketSet retained() const {
+    auto all = effects_of_type<effect::RetainSockets>();
+    return all.empty() ? SocketSet{} : all.back().sockets;
+  }
+
+  CountingIo io_;
+  SupervisorDriver sup_;
+};
+
+TEST_F(SupervisorEffects, ARetiringWorkerLingersUnlessItsSuccessorPollsEveryOneOfItsSockets) {
+  io_.listeners = {listener("127.0.0.1:8080"), listener("127.0.0.1:8081")};
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t a0 = worker_of(0), a1 = worker_of(1);
+  // Generation 2 keeps both listeners: a hand-over, no linger.
+  sup_.reload(10);
+  ready_all(20);
+  EXPECT_EQ(linger_of(a0), 0u);
+  EXPECT_EQ(linger_of(a1), 0u);
+  const pid_t b0 = worker_of(0);
+  // Generation 3 drops 8081: whoever polled it lingers, though its slot has a
+  // successor.
+  io_.listeners = {listener("127.0.0.1:8080")};
+  sup_.reload(30);
+  ready_all(40);
+  EXPECT_EQ(linger_of(b0), SupervisorOptions{}.linger_ms);
+  EXPECT_GT(SupervisorOptions{}.linger_ms, 0u);
+}
+
+TEST_F(SupervisorEffects, AScaledDownSlotLingers) {
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t last = worker_of(1);
+  sup_.scale(-1, 10);
+  EXPECT_EQ(linger_of(last), SupervisorOptions{}.linger_ms);
+}
+
+TEST_F(SupervisorEffects, MaxRequestsLimitIsMaxPlusTheDrawnJitter) {
+  io_.count = 1;
+  io_.max_requests = 1000;
+  io_.max_requests_jitter = 50;
+  io_.draw = 137;  // 137 % 51 = 35: this worker's limit is 1035
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t pid = worker_of(0);
+  EXPECT_EQ(sup_.workers().at(pid).request_limit, 1035u);
+  const std::size_t spawns = effects_of_type<effect::Spawn>().size();
+  sup_.worker_heartbeat(pid, 1000, 1034);
+  EXPECT_EQ(effects_of_type<effect::Spawn>().size(), spawns) << "below the limit: no successor";
+  sup_.worker_heartbeat(pid, 2000, 1035);
+  EXPECT_EQ(effects_of_type<effect::Spawn>().size(), spawns + 1);
+  EXPECT_NE(sup_.slots()[0].successor, 0);
+}
+
+TEST_F(SupervisorEffects, MaxRequestsZeroNeverRecycles) {
+  io_.count = 1;
+  io_.max_requests = 0;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const std::size_t spawns = effects_of_type<effect::Spawn>().size();
+  sup_.recycle(worker_of(0), 1000);
+  EXPECT_EQ(effects_of_type<effect::Spawn>().size(), spawns);
+}
+
+TEST_F(SupervisorEffects, AParkedMasterKeepsItsSocketsThroughAReloadThatFailsAndOneThatSucceeds) {
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const SocketSet serving = retained();
+  ASSERT_EQ(serving.size(), 2u);
+  sup_.park(10);
+  for (const auto& [pid, w] : std::map<pid_t, WorkerInfo>(sup_.workers())) sup_.worker_exited(pid, 0, 0, 20);
+  EXPECT_EQ(retained(), serving) << "parked: the queues wait for the next generation";
+  io_.fail_spawns = 1;
+  sup_.reload(30);  // its first worker cannot start: abandoned, still parked
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+  EXPECT_EQ(retained(), serving);
+  sup_.reload(40);
+  EXPECT_EQ(sup_.phase(), MasterPhase::reloading);
+  EXPECT_EQ(retained(), serving);
+  ready_all(50);
+  EXPECT_EQ(sup_.phase(), MasterPhase::running);
+  EXPECT_EQ(retained(), serving);
+}
+
+TEST_F(SupervisorEffects, AFailedStartClosesWhatItBound) {
+  io_.count = 0;
+  EXPECT_FALSE(sup_.start(0));
+  auto retains = effects_of_type<effect::RetainSockets>();
+  ASSERT_EQ(retains.size(), 1u);
+  EXPECT_TRUE(retains[0].sockets.empty());
+}
+
+TEST_F(SupervisorEffects, StoppingClosesEverySocketBeforeSignallingTheWorkers) {
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  sup_.effects.clear();
+  sup_.stop(StopMode::graceful, 10);
+  ASSERT_FALSE(sup_.effects.empty());
+  auto* retain = std::get_if<effect::RetainSockets>(&sup_.effects.front());
+  ASSERT_NE(retain, nullptr);
+  EXPECT_TRUE(retain->sockets.empty());
+}
+
+TEST_F(SupervisorEffects, AWorkerSpawnedForAStopThatCameMeanwhileIsKilledAndAwaited) {
+  io_.count = 1;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t old = worker_of(0);
+  // The master asked for a Spawn (the crash's replacement) but a QUIT is
+  // handled before the answer: as a master whose spawns are asynchronous would
+  // see it.
+  Supervisor& sup = const_cast<Supervisor&>(sup_.supervisor());
+  std::vector<Effect> effects = sup.handle(event::Exited{old, 1, 0}, 10);
+  const effect::Spawn* spawn = nullptr;
+  for (const Effect& e : effects)
+    if ((spawn = std::get_if<effect::Spawn>(&e))) break;
+  ASSERT_NE(spawn, nullptr);
+  sup.handle(event::Signal{SIGQUIT}, 11);
+  EXPECT_EQ(sup.phase(), MasterPhase::draining) << "the answer is still awaited";
+  effects = sup.handle(event::Spawned{spawn->slot, spawn->generation, 555, 0}, 12);
+  bool killed = false;
+  for (const Effect& e : effects)
+    if (auto* s = std::get_if<effect::Signal>(&e)) killed = killed || (s->pid == 555 && s->signum == SIGKILL);
+  EXPECT_TRUE(killed);
+  EXPECT_EQ(sup.phase(), MasterPhase::draining);
+  effects = sup.handle(event::Exited{555, -1, SIGKILL}, 13);
+  EXPECT_EQ(sup.phase(), MasterPhase::stopped);
+  bool all_stopped = false;
+  for (const Effect& e : effects) all_stopped = all_stopped || std::holds_alternative<effect::AllStopped>(e);
+  EXPECT_TRUE(all_stopped);
+}
+
+TEST_F(SupervisorEffects, CountersAreKeptPerWorkerAndSurviveItsExit) {
+  io_.count = 1;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t pid = worker_of(0);
+  sup_.worker_heartbeat(pid, 1000, 42);
+  EXPECT_EQ(sup_.supervisor().ledger().counters_of(pid).requests, 42u);
+  sup_.worker_exited(pid, 1, 0, 2000);
+  EXPECT_EQ(sup_.supervisor().ledger().total().requests, 42u);
+}
+
+}  // namespace
+}  // namespace preforkd
