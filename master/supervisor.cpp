@@ -391,6 +391,11 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
   worker.state = WorkerState::ready;
   worker.last_seen_ms = now;
   PF_LOG_INFO("slot %d: worker %d of generation %u ready", worker.slot, static_cast<int>(pid), worker.generation);
+  worker.was_ready = true;
+  if (worker.reopen_due) {
+    worker.reopen_due = false;
+    out_.push_back(effect::Signal{pid, SIGUSR1});
+  }
   if (worker.generation == starting_) {
     int ready = 0;
     for (const auto& [p, w] : workers_) ready += (w.generation == starting_ && w.state == WorkerState::ready);
@@ -534,8 +539,17 @@ void Supervisor::park(std::uint64_t now) {
 
 void Supervisor::reopen_logs() {
   auto it = generations_.find(serving_);
-  out_.push_back(effect::ReopenLogs{it == generations_.end() ? nullptr : it->second, workers_.size()});
-  for (const auto& [pid, worker] : workers_) out_.push_back(effect::Signal{pid, SIGUSR1});
+  // Only a worker that has said it is ready has its handlers: to one still starting
+  // the signal would be fatal. It may have opened its logs before the rename, so it
+  // is told as soon as it is ready.
+  std::size_t ready = 0;
+  for (auto& [pid, worker] : workers_) {
+    if (worker.was_ready) ++ready;
+    else if (worker.state == WorkerState::starting) worker.reopen_due = true;
+  }
+  out_.push_back(effect::ReopenLogs{it == generations_.end() ? nullptr : it->second, ready});
+  for (const auto& [pid, worker] : workers_)
+    if (worker.was_ready) out_.push_back(effect::Signal{pid, SIGUSR1});
 }
 
 void Supervisor::recycle(pid_t pid, std::uint64_t) {

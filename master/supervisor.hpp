@@ -63,6 +63,8 @@ struct WorkerInfo {
   std::uint64_t kill_due_ms = 0;   // retiring: SIGKILL at this time
   bool killed = false;
   std::uint64_t request_limit = 0;  // max_requests plus this worker's jitter; 0 = never recycled
+  bool was_ready = false;           // has said it is ready: its signal handlers exist
+  bool reopen_due = false;          // a USR1 came while it was starting: tell it once ready
 };
 
 // A slot of the serving generation: who fills it, or when it will be filled again.

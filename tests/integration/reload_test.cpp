@@ -157,6 +157,38 @@ TEST(Reload, ReloadsDuringAReloadAreCoalescedNotLost) {
   EXPECT_EQ(count_of(log, "reload: starting generation"), 2u) << log;
 }
 
+// A USR1 right behind a HUP finds the new generation's workers starting. A worker
+// signalled before it has installed its handlers dies of it ("exited during start
+// (signal 10)") and fails the reload; it must get its USR1 once it is ready.
+TEST(Reload, ReopenDuringAReloadFailsNoReload) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  constexpr int kRounds = 10;
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_TRUE(server.signal(SIGHUP));
+    std::this_thread::sleep_for(2ms);
+    ASSERT_TRUE(server.signal(SIGUSR1));
+    // Done when promoted or failed; bounded at 10 s a round.
+    bool done = false;
+    for (int poll = 0; poll < 1000 && !done; ++poll) {
+      std::string log = server.log();
+      done = count_of(log, "retiring generation") + count_of(log, "reload to generation") >=
+             static_cast<std::size_t>(i + 1);
+      if (!done) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(done) << "round " << i + 1 << " did not end\n" << server.log();
+  }
+  std::string log = server.log();
+  std::cout << "[ figures  ] " << kRounds << " x (HUP, 2 ms, USR1): " << count_of(log, "retiring generation")
+            << " reloads done, " << count_of(log, "reload to generation") << " failed\n";
+  EXPECT_EQ(count_of(log, "reload to generation"), 0u) << log;
+  EXPECT_EQ(count_of(log, "retiring generation"), static_cast<std::size_t>(kRounds));
+  expect_only_generation(server, kRounds + 1, 2);
+  auto r = http_get(server.http_port(), "/");
+  ASSERT_TRUE(r.has_value());
+}
+
 TEST(Supervision, KilledWorkerUnderLoadIsReplacedQuickly) {
   Preforkd server({.workers = 2});
   std::string why;

@@ -216,5 +216,55 @@ TEST_F(SupervisorEffects, CountersAreKeptPerWorkerAndSurviveItsExit) {
   EXPECT_EQ(sup_.supervisor().ledger().total().requests, 42u);
 }
 
+// --- USR1: only a ready worker is signalled -----------------------------------------
+
+class SupervisorReopen : public SupervisorEffects {
+ protected:
+  std::size_t usr1_to(pid_t pid) const {
+    std::size_t n = 0;
+    for (const auto& [p, s] : io_.signals) n += p == pid && s == SIGUSR1;
+    return n;
+  }
+};
+
+TEST_F(SupervisorReopen, AStartingWorkerGetsItsUsr1OnceReady) {
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t old0 = worker_of(0), old1 = worker_of(1);
+  sup_.reload(10);  // generation 2 starting: it may have opened its logs before the rename
+  std::vector<pid_t> starting;
+  for (const auto& [pid, w] : sup_.workers())
+    if (w.state == WorkerState::starting) starting.push_back(pid);
+  ASSERT_EQ(starting.size(), 2u);
+  sup_.signal(SIGUSR1, 12);
+  EXPECT_EQ(usr1_to(old0), 1u);
+  EXPECT_EQ(usr1_to(old1), 1u);
+  for (pid_t pid : starting) EXPECT_EQ(usr1_to(pid), 0u) << "a worker that has not said it is ready";
+  ready_all(20);
+  for (pid_t pid : starting) EXPECT_EQ(usr1_to(pid), 1u) << "told once it is ready";
+  // A later reopen tells it again, once.
+  sup_.signal(SIGUSR1, 30);
+  for (pid_t pid : starting) EXPECT_EQ(usr1_to(pid), 2u);
+}
+
+TEST_F(SupervisorReopen, AWorkerReadyAfterTheReopenWithoutOneIsNotSignalled) {
+  io_.count = 1;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  EXPECT_TRUE(io_.signals.empty());
+}
+
+TEST_F(SupervisorReopen, ARetiringWorkerThatWasNeverReadyIsNotSignalled) {
+  io_.count = 1;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  sup_.worker_exited(worker_of(0), 1, 0, 10);  // the replacement starts
+  const pid_t fresh = worker_of(0);
+  sup_.park(20);  // retires it before it was ever ready
+  sup_.signal(SIGUSR1, 30);
+  EXPECT_EQ(usr1_to(fresh), 0u);
+}
+
 }  // namespace
 }  // namespace preforkd
