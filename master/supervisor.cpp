@@ -434,7 +434,8 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
   ledger_.retire(pid);
   notify(effect::Notify::What::worker_gone, worker.generation, false, pid);
   std::string how = describe_exit(status, signal);
-  if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size())) {
+  // While stopping, every exit is expected and only counts towards the end (below).
+  if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) && !stopping()) {
     SlotInfo& slot = slots_[worker.slot];
     if (slot.successor == pid) {
       // The old worker keeps serving; the next recycle() call tries again.
@@ -443,7 +444,7 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
       slot.successor = 0;
       return;
     }
-    if (slot.pid == pid && slot.successor != 0 && !stopping()) {
+    if (slot.pid == pid && slot.successor != 0) {
       // Died while its successor was starting: the successor simply takes the slot.
       PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s); its successor %d takes over", worker.slot,
                    static_cast<int>(pid), how.c_str(), static_cast<int>(slot.successor));

@@ -329,6 +329,39 @@ TEST(Ops, MaxRequestsRecyclesWorkersWithoutLosingARequest) {
   }
 }
 
+// QUIT while a max_requests successor is starting: the master must exit once its
+// workers are gone, whichever of the two exits last (it used to wait forever when
+// the successor was the last). Several rounds, each QUIT sent as soon as a
+// successor is announced.
+TEST(Ops, QuitDuringAMaxRequestsRecycleExitsWithinItsBound) {
+  constexpr int kRounds = 6;
+  int exited = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    Preforkd server({.workers = 2, .graceful_timeout = 2, .top_config = "max_requests = 5\n"});
+    std::string why;
+    ASSERT_TRUE(server.start(10s, &why)) << why;
+    LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
+    bool announced = false;
+    for (int poll = 0; poll < 5000 && !announced; ++poll) {
+      announced = server.log().find("starting successor") != std::string::npos;
+      if (!announced) std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_TRUE(announced) << server.log();
+    ASSERT_TRUE(server.signal(SIGQUIT));
+    // graceful_timeout (2 s) bounds the drain; the rest is slack for a loaded machine.
+    auto code = server.wait_exit(10s);
+    http.stop();
+    const std::string log = server.log();
+    if (!code) {
+      ADD_FAILURE() << "round " << round + 1 << ": the master did not exit within 10 s of QUIT\n" << log;
+      break;
+    }
+    ++exited;
+    EXPECT_EQ(*code, 0) << log;
+  }
+  std::cout << "[ figures  ] " << exited << " of " << kRounds << " masters exited after QUIT during a recycle\n";
+}
+
 // WINCH: the workers stop gracefully, the master stays and keeps its sockets; a
 // connection made meanwhile waits in the backlog and is answered after HUP.
 TEST(Ops, WinchStopsTheWorkersAndHupBringsThemBack) {

@@ -266,5 +266,38 @@ TEST_F(SupervisorReopen, ARetiringWorkerThatWasNeverReadyIsNotSignalled) {
   EXPECT_EQ(usr1_to(fresh), 0u);
 }
 
+// --- A stop during a max_requests recycle ---------------------------------------------
+
+TEST_F(SupervisorEffects, AStopDuringARecycleEndsWhenTheSuccessorExitsLast) {
+  io_.count = 1;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t old = worker_of(0);
+  sup_.recycle(old, 1000);
+  const pid_t successor = sup_.slots()[0].successor;
+  ASSERT_GT(successor, 0);
+  sup_.stop(StopMode::graceful, 1010);
+  sup_.worker_exited(old, 0, 0, 1020);
+  EXPECT_EQ(sup_.phase(), MasterPhase::draining);
+  sup_.worker_exited(successor, 0, 0, 1030);
+  EXPECT_EQ(sup_.phase(), MasterPhase::stopped);
+  EXPECT_EQ(io_.stopped, 1);
+}
+
+TEST_F(SupervisorEffects, AStopDuringARecycleEndsWhenTheOldWorkerExitsLast) {
+  io_.count = 1;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t old = worker_of(0);
+  sup_.recycle(old, 1000);
+  const pid_t successor = sup_.slots()[0].successor;
+  ASSERT_GT(successor, 0);
+  sup_.stop(StopMode::fast, 1010);
+  sup_.worker_exited(successor, -1, SIGTERM, 1020);
+  sup_.worker_exited(old, -1, SIGTERM, 1030);
+  EXPECT_EQ(sup_.phase(), MasterPhase::stopped);
+  EXPECT_EQ(io_.stopped, 1);
+}
+
 }  // namespace
 }  // namespace preforkd
