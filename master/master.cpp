@@ -154,12 +154,16 @@ class Master final : public WorkerProcess::Events {
   void execute(const effect::RetainSockets& retain) { sockets_.retain_only(retain.sockets); }
 
   void execute(const effect::Steer& steer) {
-    // Today's SlotSockets steers a group to its first N sockets only: the slots
-    // asked for are 0..N-1 as long as no slot is steered away alone.
+    // Today's SlotSockets steers a group to its first N sockets only. A set with a
+    // hole (a silent slot that is not the last) cannot be said that way: then every
+    // slot up to the highest keeps receiving. Replaced by the arbitrary-set steering
+    // of branch i10-steering at merge.
     for (const SteerGroup& group : steer.groups) {
+      if (group.slots.empty()) continue;
       int first = 0;
       while (group.slots.count(first)) ++first;
-      sockets_.steer({group.listener}, first);
+      int highest = *group.slots.rbegin();
+      sockets_.steer({group.listener}, first == static_cast<int>(group.slots.size()) ? first : highest + 1);
     }
   }
 

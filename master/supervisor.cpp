@@ -2,6 +2,7 @@
 #include "master/supervisor.hpp"
 
 #include <csignal>
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -396,6 +397,13 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
     worker.reopen_due = false;
     out_.push_back(effect::Signal{pid, SIGUSR1});
   }
+  if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
+      slots_[worker.slot].steered_away &&
+      (slots_[worker.slot].pid == pid || slots_[worker.slot].successor == pid)) {
+    PF_LOG_NOTICE("slot %d: worker %d ready; steering new connections back to it", worker.slot,
+                  static_cast<int>(pid));
+    slots_[worker.slot].steered_away = false;
+  }
   if (worker.generation == starting_) {
     int ready = 0;
     for (const auto& [p, w] : workers_) ready += (w.generation == starting_ && w.state == WorkerState::ready);
@@ -421,6 +429,14 @@ void Supervisor::worker_heartbeat(pid_t pid, const ipc::Counters& counters, std:
   if (it == workers_.end()) return;
   it->second.last_seen_ms = now;
   ledger_.update(pid, it->second.generation, counters);
+  const WorkerInfo& worker = it->second;
+  if (worker.generation == serving_ && worker.state == WorkerState::ready &&
+      worker.slot < static_cast<int>(slots_.size()) && slots_[worker.slot].pid == pid &&
+      slots_[worker.slot].steered_away) {
+    PF_LOG_NOTICE("slot %d: worker %d answers again; steering new connections back to it", worker.slot,
+                  static_cast<int>(pid));
+    slots_[worker.slot].steered_away = false;
+  }
   // max_requests is checked here, at heartbeat pace (1 s), not per request: the
   // master already has the counters, and a worker need not know its budget.
   if (it->second.request_limit != 0 && counters.requests >= it->second.request_limit) recycle(pid, now);
@@ -479,6 +495,11 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
   } else {
     check_generation_gone(worker.generation);
   }
+}
+
+bool Supervisor::fills_its_slot(const WorkerInfo& worker) const {
+  return worker.generation == serving_ && worker.state == WorkerState::ready &&
+         worker.slot < static_cast<int>(slots_.size()) && slots_[worker.slot].pid == worker.pid;
 }
 
 void Supervisor::check_generation_gone(unsigned generation) {
@@ -599,6 +620,12 @@ void Supervisor::tick(std::uint64_t now) {
       } else if (worker.state == WorkerState::ready && now - worker.last_seen_ms >= options_.worker_timeout_ms) {
         std::string why = "no heartbeat for " + std::to_string(now - worker.last_seen_ms) + " ms";
         kill_worker(worker, why.c_str());
+      } else if (fills_its_slot(worker) && !slots_[worker.slot].steered_away &&
+                 now - worker.last_seen_ms >= options_.unresponsive_after_ms) {
+        // Its socket's queue waits for it (or its replacement); nothing new joins it.
+        PF_LOG_WARN("slot %d: worker %d silent for %llu ms; steering new connections away from it", worker.slot,
+                    static_cast<int>(pid), ull(now - worker.last_seen_ms));
+        slots_[worker.slot].steered_away = true;
       }
     }
   }
@@ -635,6 +662,8 @@ void Supervisor::rearm_timer() {
       if (worker.state == WorkerState::retiring) consider(worker.kill_due_ms);
       else if (worker.generation != serving_) continue;
       else if (worker.state == WorkerState::starting) consider(worker.started_ms + options_.start_timeout_ms);
+      else if (fills_its_slot(worker) && !slots_[worker.slot].steered_away)
+        consider(worker.last_seen_ms + std::min(options_.unresponsive_after_ms, options_.worker_timeout_ms));
       else consider(worker.last_seen_ms + options_.worker_timeout_ms);
     }
   }
@@ -680,7 +709,11 @@ std::vector<SteerGroup> Supervisor::steering() const {
   auto it = generations_.find(serving_);
   if (it == generations_.end()) return groups;
   std::set<int> slots;
-  for (int slot = 0; slot < socket_slots(); ++slot) slots.insert(slot);
+  for (int slot = 0; slot < socket_slots(); ++slot)
+    if (slot >= static_cast<int>(slots_.size()) || !slots_[slot].steered_away) slots.insert(slot);
+  // Every slot silent: there is nowhere better to send new connections.
+  if (slots.empty())
+    for (int slot = 0; slot < socket_slots(); ++slot) slots.insert(slot);
   for (const auto& listener : it->second->config.listeners) groups.push_back(SteerGroup{listener, slots});
   return groups;
 }

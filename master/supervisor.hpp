@@ -42,6 +42,10 @@ struct SupervisorOptions {
   std::uint64_t fast_stop_timeout_ms = 5'000;  // after a fast stop, survivors are killed
   std::uint64_t start_timeout_ms = 10'000;     // a new worker must be ready by then
   std::uint64_t worker_timeout_ms = 30'000;    // a serving worker silent this long is killed
+  // A serving worker silent this long (heartbeats come every second) gets no new
+  // connections until it speaks again or its replacement is ready: its socket's
+  // queue waits for it, the other slots take the new ones.
+  std::uint64_t unresponsive_after_ms = 2'000;
   // How long a worker whose sockets nobody else will poll keeps accepting after
   // new traffic has been steered away: long enough for handshakes already begun
   // on its socket to complete and be accepted.
@@ -74,6 +78,7 @@ struct SlotInfo {
   unsigned failures = 0;            // consecutive; reset once a worker stayed up
   unsigned restarts = 0;            // total, for status; kept across reloads
   pid_t successor = 0;              // recycle: the worker starting to take over this slot
+  bool steered_away = false;        // its worker stopped answering: no new connections until one does
 };
 
 std::string_view to_string(MasterPhase phase);
@@ -152,6 +157,8 @@ class Supervisor {
   std::uint32_t linger_for(const WorkerInfo& worker, bool successor) const;
   void take_over(WorkerInfo& successor, std::uint64_t now);
   void kill_worker(WorkerInfo& worker, const char* why);
+  // A ready worker of the serving generation that is its slot's worker.
+  bool fills_its_slot(const WorkerInfo& worker) const;
   void check_generation_gone(unsigned generation);
   void check_stopped();
   void rearm_timer();

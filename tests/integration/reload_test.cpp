@@ -239,6 +239,79 @@ TEST(Supervision, AStoppedWorkerIsReplacedAfterWorkerTimeout) {
   ASSERT_TRUE(r && r->status == 200);
 }
 
+pid_t worker_of_slot(const Preforkd& server, int slot) {
+  const std::string needle = std::string("--slot") + '\0' + std::to_string(slot) + '\0';
+  for (pid_t w : server.worker_pids())
+    if (read_file("/proc/" + std::to_string(w) + "/cmdline").find(needle) != std::string::npos) return w;
+  return 0;
+}
+
+// 3 workers under Connection: close load, one stopped (SIGSTOP) for a few seconds:
+// about 2 s after its last heartbeat its slot gets no new connections, so a fresh
+// client is served at full speed by the other two; the connections queued on its
+// socket meanwhile are answered once it continues (SIGCONT), and it is not killed.
+void expect_hung_worker_steered_around(int hung_slot) {
+  Preforkd server({.workers = 3, .worker_timeout = 20});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  const pid_t hung = worker_of_slot(server, hung_slot);
+  ASSERT_GT(hung, 0) << server.log();
+  auto measure = [&](long* errors) {
+    LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 4);
+    std::this_thread::sleep_for(1500ms);
+    http.stop();
+    *errors = http.errors();
+    return http.ok();
+  };
+  long errors_before = 0, errors_during = 0;
+  const long before = measure(&errors_before);
+  ASSERT_EQ(kill(hung, SIGSTOP), 0);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  // Connections made right after the stop: about a third queue on the stopped
+  // worker's socket, nobody else polls it.
+  std::vector<int> early;
+  const std::string request = "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (int i = 0; i < 30; ++i) {
+    int fd = connect_tcp("127.0.0.1", server.http_port());
+    if (fd >= 0 && send_all(fd, request)) early.push_back(fd);
+    else if (fd >= 0) close(fd);
+  }
+  const bool steered = server.wait_log("steering new connections away", 8s);
+  const auto steered_ms =
+      std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - stopped_at).count();
+  const long during = measure(&errors_during);
+  ASSERT_EQ(kill(hung, SIGCONT), 0);
+  const bool back = server.wait_log("answers again", 5s);
+  std::size_t answered = 0;
+  for (int fd : early) {
+    std::string carry;
+    auto r = read_response(fd, &carry, false, 10s);
+    answered += r && r->status == 200;
+    close(fd);
+  }
+  std::cout << "[ figures  ] slot " << hung_slot << " stopped: steered away after " << steered_ms
+            << " ms; fresh client 1.5 s: " << before << " ok before, " << during << " ok / " << errors_during
+            << " failed while stopped; " << answered << " of " << early.size()
+            << " connections queued on it answered after SIGCONT\n";
+  EXPECT_TRUE(steered) << server.log();
+  EXPECT_LT(steered_ms, 6000) << "about 2 s of silence, generous on a loaded machine";
+  EXPECT_EQ(errors_before, 0);
+  EXPECT_EQ(errors_during, 0);
+  EXPECT_GT(during, before / 4) << "new connections must not queue behind the stopped worker";
+  EXPECT_TRUE(back) << server.log();
+  EXPECT_EQ(answered, early.size()) << "nothing queued on the stopped worker's socket is lost";
+  EXPECT_FALSE(process_gone(hung)) << "not killed before worker_timeout";
+}
+
+TEST(Supervision, AStoppedLastSlotGetsNoNewConnectionsAndLosesNone) { expect_hung_worker_steered_around(2); }
+
+// Needs the arbitrary-set steering of branch i10-steering (today's SlotSockets can
+// only steer to the first N slots, so a silent slot 0 keeps receiving): enable at
+// merge, when master.cpp's execute(Steer) passes the set.
+TEST(Supervision, DISABLED_AStoppedFirstSlotGetsNoNewConnectionsAndLosesNone) {
+  expect_hung_worker_steered_around(0);
+}
+
 TEST(Supervision, CrashLoopBacksOffAndRecovers) {
   std::string flag = "/tmp/preforkd-itest-crashloop-" + std::to_string(getpid());
   Preforkd server({.workers = 1, .crash_if_exists = flag});

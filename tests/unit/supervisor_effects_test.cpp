@@ -299,5 +299,99 @@ TEST_F(SupervisorEffects, AStopDuringARecycleEndsWhenTheOldWorkerExitsLast) {
   EXPECT_EQ(io_.stopped, 1);
 }
 
+// --- A hung worker: new connections go elsewhere until its slot answers again --------
+
+class SupervisorHungWorker : public SupervisorEffects {
+ protected:
+  // Where the master was last told to send new connections.
+  std::set<int> steered() const {
+    auto all = effects_of_type<effect::Steer>();
+    return all.empty() || all.back().groups.empty() ? std::set<int>{} : all.back().groups.front().slots;
+  }
+  void heartbeats(const std::vector<pid_t>& pids, std::uint64_t now) {
+    for (pid_t pid : pids) sup_.worker_heartbeat(pid, now);
+  }
+  static constexpr std::uint64_t kSilent = SupervisorOptions{}.unresponsive_after_ms;
+  static constexpr std::uint64_t kTimeout = SupervisorOptions{}.worker_timeout_ms;
+};
+
+TEST_F(SupervisorHungWorker, ASilentSlotIsSteeredAroundUntilItsReplacementIsReady) {
+  io_.count = 3;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  ASSERT_EQ(steered(), (std::set<int>{0, 1, 2}));
+  const pid_t a = worker_of(0), b = worker_of(1), hung = worker_of(2);
+  const SocketSet sockets = retained();
+  std::uint64_t now = 0;
+  while (now + 1000 < kSilent) {
+    now += 1000;
+    heartbeats({a, b, hung}, now);
+    sup_.tick(now);
+  }
+  EXPECT_EQ(steered(), (std::set<int>{0, 1, 2}));
+  const std::uint64_t last_heard = now;
+  // From here `hung` is silent; the timer is due when it has been silent too long.
+  now += 1000;
+  heartbeats({a, b}, now);
+  sup_.tick(now);
+  EXPECT_EQ(steered(), (std::set<int>{0, 1, 2})) << "one missed heartbeat is not enough";
+  now = last_heard + kSilent;
+  heartbeats({a, b}, now);
+  sup_.tick(now);
+  EXPECT_EQ(steered(), (std::set<int>{0, 1})) << "about 2 s of silence: no new connections for slot 2";
+  EXPECT_EQ(retained(), sockets) << "its queue is kept for whoever serves slot 2 next";
+  EXPECT_TRUE(io_.signals.empty()) << "not killed before worker_timeout";
+  // worker_timeout: killed and replaced; the replacement gets nothing new until ready.
+  for (now += 1000; now < last_heard + kTimeout; now += 1000) {
+    heartbeats({a, b}, now);
+    sup_.tick(now);
+  }
+  sup_.tick(last_heard + kTimeout);
+  ASSERT_EQ(io_.signals.size(), 1u);
+  EXPECT_EQ(io_.signals[0], (std::pair<pid_t, int>{hung, SIGKILL}));
+  sup_.worker_exited(hung, -1, SIGKILL, last_heard + kTimeout + 5);
+  const pid_t replacement = worker_of(2);
+  ASSERT_GT(replacement, 0);
+  EXPECT_NE(replacement, hung);
+  EXPECT_EQ(steered(), (std::set<int>{0, 1}));
+  EXPECT_EQ(retained(), sockets);
+  sup_.worker_ready(replacement, last_heard + kTimeout + 40);
+  EXPECT_EQ(steered(), (std::set<int>{0, 1, 2}));
+}
+
+TEST_F(SupervisorHungWorker, AWorkerThatAnswersAgainIsSteeredBackAndNotKilled) {
+  io_.count = 3;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  const pid_t a = worker_of(0), stopped = worker_of(1), c = worker_of(2);
+  heartbeats({a, c}, 1000);
+  heartbeats({a, c}, 2000);
+  sup_.tick(kSilent);
+  EXPECT_EQ(steered(), (std::set<int>{0, 2}));
+  // SIGCONT: its heartbeat resumes.
+  sup_.worker_heartbeat(stopped, 5000);
+  EXPECT_EQ(steered(), (std::set<int>{0, 1, 2}));
+  heartbeats({a, stopped, c}, kTimeout);
+  sup_.tick(kTimeout);
+  EXPECT_TRUE(io_.signals.empty());
+}
+
+TEST_F(SupervisorHungWorker, TheTimerWakesTheSupervisorWhenAWorkerHasBeenSilentTooLong) {
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(100);
+  auto timers = effects_of_type<effect::ArmTimer>();
+  ASSERT_FALSE(timers.empty());
+  EXPECT_EQ(timers.back().due_ms, 100 + kSilent);
+}
+
+TEST_F(SupervisorHungWorker, WhenEverySlotIsSilentNoneIsSteeredAway) {
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  sup_.tick(kSilent);
+  EXPECT_EQ(steered(), (std::set<int>{0, 1}));
+}
+
 }  // namespace
 }  // namespace preforkd

@@ -165,6 +165,8 @@ SupervisorOptions options() {
   o.fast_stop_timeout_ms = kFast;
   o.start_timeout_ms = kStartTimeout;
   o.worker_timeout_ms = kWorkerTimeout;
+  // Steering away from a silent worker has its own tests (supervisor_effects_test).
+  o.unresponsive_after_ms = kWorkerTimeout;
   o.backoff.base_ms = kBase;
   o.backoff.cap_ms = kCap;
   o.backoff.healthy_after_ms = kHealthy;
