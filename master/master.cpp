@@ -154,11 +154,19 @@ class Master final : public WorkerProcess::Events {
   void execute(const effect::RetainSockets& retain) { sockets_.retain_only(retain.sockets); }
 
   void execute(const effect::Steer& steer) {
+    steering_ = steer;
+    apply_steering();
+  }
+
+  // Steering is a property of each reuseport group: a socket that joins one (a
+  // reload's or a new slot's) must not receive before the supervisor says so, so
+  // what it last asked for is applied again whenever sockets were created.
+  void apply_steering() {
     // Today's SlotSockets steers a group to its first N sockets only. A set with a
     // hole (a silent slot that is not the last) cannot be said that way: then every
     // slot up to the highest keeps receiving. Replaced by the arbitrary-set steering
     // of branch i10-steering at merge.
-    for (const SteerGroup& group : steer.groups) {
+    for (const SteerGroup& group : steering_.groups) {
       if (group.slots.empty()) continue;
       int first = 0;
       while (group.slots.count(first)) ++first;
@@ -230,10 +238,12 @@ class Master final : public WorkerProcess::Events {
         if (sockets_.acquire(listener, slot, &error) < 0) {
           PF_LOG_ERROR("%s: listener %s: %s", generation == 1 ? "start" : "reload", listener.name.c_str(),
                        error.c_str());
+          apply_steering();
           return nullptr;
         }
       }
     }
+    apply_steering();
     return prepared;
   }
 
@@ -244,10 +254,12 @@ class Master final : public WorkerProcess::Events {
       int fd = sockets_.acquire(listener, slot, &error);
       if (fd < 0) {
         PF_LOG_ERROR("slot %d: listener %s: %s", slot, listener.name.c_str(), error.c_str());
+        apply_steering();
         return -1;
       }
       fds.push_back(fd);
     }
+    apply_steering();
     auto worker = std::make_unique<WorkerProcess>(loop_, *this);
     ipc::Start start{generation, static_cast<std::uint32_t>(slot), gen.config.source_path, gen.text, {}};
     pid_t pid = worker->spawn(exe_, std::move(start), fds);
@@ -430,6 +442,7 @@ class Master final : public WorkerProcess::Events {
   std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;  // the I/O objects; the state is the supervisor's
   std::deque<Event> pending_;                                // answers to effects, not yet handed to the supervisor
   bool dispatching_ = false;
+  effect::Steer steering_;  // the supervisor's last word on where new connections go
   int exit_code_ = 0;
   std::mt19937_64 random_{std::random_device{}()};
   pid_t upgrade_from_;                // the master we replace, until we serve

@@ -133,6 +133,33 @@ TEST(Reload, AGenerationThatCannotStartIsAbandoned) {
   EXPECT_EQ(r->status, 200);
 }
 
+// A reload to more workers binds the new slot's socket into its listener's
+// reuseport group before any worker polls it. If the reload is then abandoned the
+// socket is closed, and whatever the kernel queued on it meanwhile is reset: a
+// failed reload must change nothing, so the new slot gets no connection before its
+// worker is ready.
+TEST(Reload, AnAbandonedReloadToMoreWorkersResetsNoConnection) {
+  std::string flag = "/tmp/preforkd-itest-crash-grow-" + std::to_string(getpid());
+  Preforkd server({.workers = 2, .crash_if_exists = flag});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  write_file(flag, "");
+  server.set_workers(3);
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 4);
+  constexpr int kReloads = 20;
+  for (int i = 0; i < kReloads; ++i) {
+    ASSERT_TRUE(server.signal(SIGHUP));
+    ASSERT_TRUE(server.wait_log("failed", 5s, static_cast<std::size_t>(i + 1))) << server.log();
+    std::this_thread::sleep_for(20ms);
+  }
+  unlink(flag.c_str());
+  http.stop();
+  std::cout << "[ figures  ] " << kReloads << " abandoned reloads 2 -> 3 workers: http " << http.ok() << " ok / "
+            << http.errors() << " failed\n";
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_GT(http.ok(), 100);
+}
+
 // Reloads sent faster than generations can start are coalesced, never lost: the
 // last one always leads to a generation that serves the file as it was last written.
 // Standard signals do not queue: two HUPs sent before the master runs are one
