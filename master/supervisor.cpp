@@ -119,6 +119,15 @@ void Supervisor::on(const event::Spawned& spawned, std::uint64_t now) {
       slots_[slot].pid = spawned.pid;
       add_worker(spawned, now);
       return;
+    case SpawnPurpose::drain:
+      if (spawned.generation != serving_ || stopping()) return unwanted_spawn(spawned, now);
+      if (spawned.pid <= 0) {
+        PF_LOG_ERROR("slot %d: could not start a worker to drain it; its queue is dropped", slot);
+        return;
+      }
+      add_worker(spawned, now);
+      workers_.at(spawned.pid).drain = true;
+      return;
     case SpawnPurpose::successor: {
       if (spawned.generation != serving_ || slot >= static_cast<int>(slots_.size()) || phase_ != MasterPhase::running ||
           slots_[slot].pid == 0)
@@ -245,6 +254,7 @@ void Supervisor::unwanted_spawn(const event::Spawned& spawned, std::uint64_t now
 
 void Supervisor::promote(std::uint64_t now) {
   unsigned old = serving_;
+  const int old_socket_slots = socket_slots();
   serving_ = starting_;
   starting_ = 0;
   std::vector<SlotInfo> previous = std::move(slots_);
@@ -266,6 +276,11 @@ void Supervisor::promote(std::uint64_t now) {
   for (auto& [pid, worker] : workers_)
     if (worker.generation != serving_ && worker.state != WorkerState::retiring)
       retire_worker(worker, worker.slot < starting_count_, now);
+  // Slots that go away with no worker of their own (parked, backing off) still hold
+  // what was queued on their sockets.
+  for (int slot = starting_count_; slot < old_socket_slots; ++slot)
+    if (slot >= static_cast<int>(previous.size()) || previous[slot].pid == 0) drain_slot(slot);
+  parked_slots_ = 0;
   check_generation_gone(old);
   notify(effect::Notify::What::generation_ready, serving_);
   reload_finished(true);
@@ -332,6 +347,8 @@ void Supervisor::scale(int delta, std::uint64_t now) {
     for (pid_t pid : {last.pid, last.successor})
       if (auto it = workers_.find(pid); pid != 0 && it != workers_.end())
         retire_worker(it->second, /*successor=*/false, now);
+    if (last.pid == 0 && !spawning(serving_, static_cast<int>(slots_.size())))
+      drain_slot(static_cast<int>(slots_.size()));
   }
 }
 
@@ -340,6 +357,11 @@ void Supervisor::scale(int delta, std::uint64_t now) {
 void Supervisor::fill_slot(int slot) {
   slots_[slot].pid = 0;
   spawn(slot, serving_, SpawnPurpose::fill);
+}
+
+void Supervisor::drain_slot(int slot) {
+  PF_LOG_NOTICE("slot %d leaves generation %u with no worker: starting one to drain its queue", slot, serving_);
+  spawn(slot, serving_, SpawnPurpose::drain);
 }
 
 void Supervisor::schedule_restart(int slot, std::uint64_t now) {
@@ -396,6 +418,13 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
   if (worker.reopen_due) {
     worker.reopen_due = false;
     out_.push_back(effect::Signal{pid, SIGUSR1});
+  }
+  if (worker.drain) {
+    // Lingers: accepts what is queued (and what is still arriving) on the slot's
+    // sockets, which get no new connections, then exits and they close.
+    PF_LOG_NOTICE("slot %d: worker %d drains the slot's queue and retires", worker.slot, static_cast<int>(pid));
+    retire_worker(worker, /*successor=*/false, now);
+    return;
   }
   if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
       slots_[worker.slot].steered_away &&

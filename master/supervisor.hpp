@@ -69,6 +69,7 @@ struct WorkerInfo {
   std::uint64_t request_limit = 0;  // max_requests plus this worker's jitter; 0 = never recycled
   bool was_ready = false;           // has said it is ready: its signal handlers exist
   bool reopen_due = false;          // a USR1 came while it was starting: tell it once ready
+  bool drain = false;               // started only to take what is queued on a slot that goes away
 };
 
 // A slot of the serving generation: who fills it, or when it will be filled again.
@@ -110,7 +111,7 @@ class Supervisor {
 
  private:
   // Why a Spawn was asked for; the answer (Spawned) is matched against it.
-  enum class SpawnPurpose { fill, successor, generation };
+  enum class SpawnPurpose { fill, successor, generation, drain };
 
   void on(const event::Start&, std::uint64_t now);
   void on(const event::Signal& signal, std::uint64_t now);
@@ -148,6 +149,10 @@ class Supervisor {
   void abandon(const std::string& why, std::uint64_t now);
   void after_reload(std::uint64_t now);
   void fill_slot(int slot);
+  // The serving generation's `slot` goes away with no worker to hand its queue to
+  // (parked, backing off): a worker takes what is queued, then retires with linger,
+  // before the slot's sockets close.
+  void drain_slot(int slot);
   void spawn(int slot, unsigned generation, SpawnPurpose purpose);
   bool spawning(unsigned generation, int slot) const { return spawning_.count({generation, slot}) != 0; }
   void unwanted_spawn(const event::Spawned& spawned, std::uint64_t now);

@@ -329,6 +329,44 @@ TEST(Ops, MaxRequestsRecyclesWorkersWithoutLosingARequest) {
   }
 }
 
+// TTIN, WINCH, then HUP back to the config's worker count: connections queued on
+// the extra slot's socket while parked must be served (by a worker started to
+// drain it) before the socket is closed, not reset with it.
+TEST(Ops, ParkedExtraSlotIsDrainedNotResetByTheReloadThatDropsIt) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  const std::string request = "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  constexpr int kCycles = 5;
+  std::size_t sent = 0, answered = 0;
+  for (int cycle = 0; cycle < kCycles; ++cycle) {
+    ASSERT_TRUE(server.signal(SIGTTIN));
+    ASSERT_TRUE(server.wait_log("all 3 workers ready", 10s, static_cast<std::size_t>(cycle + 1))) << server.log();
+    ASSERT_TRUE(server.signal(SIGWINCH));
+    ASSERT_TRUE(server.wait_workers(0, 10s)) << server.log();
+    // Parked: these queue on the three kept sockets, a third on slot 2's.
+    std::vector<int> queued;
+    for (int i = 0; i < 30; ++i) {
+      int fd = connect_tcp("127.0.0.1", server.http_port());
+      if (fd >= 0 && send_all(fd, request)) queued.push_back(fd);
+      else if (fd >= 0) close(fd);
+    }
+    ASSERT_TRUE(server.signal(SIGHUP));
+    for (int fd : queued) {
+      std::string carry;
+      auto r = read_response(fd, &carry, false, 10s);
+      answered += r && r->status == 200;
+      close(fd);
+    }
+    sent += queued.size();
+    ASSERT_TRUE(server.wait_workers(2, 10s)) << server.log();
+  }
+  std::cout << "[ figures  ] " << kCycles << " x (TTIN, WINCH, 30 connections, HUP to 2 workers): " << answered
+            << " of " << sent << " answered\n";
+  EXPECT_EQ(answered, sent) << server.log();
+  EXPECT_GE(sent, static_cast<std::size_t>(kCycles * 25));
+}
+
 // QUIT while a max_requests successor is starting: the master must exit once its
 // workers are gone, whichever of the two exits last (it used to wait forever when
 // the successor was the last). Several rounds, each QUIT sent as soon as a

@@ -68,6 +68,11 @@ class SupervisorEffects : public ::testing::Test {
     ADD_FAILURE() << "worker " << pid << " was not retired";
     return 0;
   }
+  // Where the master was last told to send new connections.
+  std::set<int> steered() const {
+    auto all = effects_of_type<effect::Steer>();
+    return all.empty() || all.back().groups.empty() ? std::set<int>{} : all.back().groups.front().slots;
+  }
   // The sockets the master was last told to keep.
   SocketSet retained() const {
     auto all = effects_of_type<effect::RetainSockets>();
@@ -303,11 +308,6 @@ TEST_F(SupervisorEffects, AStopDuringARecycleEndsWhenTheOldWorkerExitsLast) {
 
 class SupervisorHungWorker : public SupervisorEffects {
  protected:
-  // Where the master was last told to send new connections.
-  std::set<int> steered() const {
-    auto all = effects_of_type<effect::Steer>();
-    return all.empty() || all.back().groups.empty() ? std::set<int>{} : all.back().groups.front().slots;
-  }
   void heartbeats(const std::vector<pid_t>& pids, std::uint64_t now) {
     for (pid_t pid : pids) sup_.worker_heartbeat(pid, now);
   }
@@ -391,6 +391,41 @@ TEST_F(SupervisorHungWorker, WhenEverySlotIsSilentNoneIsSteeredAway) {
   ready_all(0);
   sup_.tick(kSilent);
   EXPECT_EQ(steered(), (std::set<int>{0, 1}));
+}
+
+// --- A slot that goes away holding queued connections ----------------------------------
+
+TEST_F(SupervisorEffects, AParkedExtraSlotDroppedByTheReloadIsDrainedBeforeItsSocketCloses) {
+  io_.count = 2;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  sup_.scale(+1, 10);  // TTIN: slot 2
+  ready_all(20);
+  const SocketSet three = retained();
+  ASSERT_EQ(three.size(), 3u);
+  sup_.park(30);  // WINCH
+  for (const auto& [pid, w] : std::map<pid_t, WorkerInfo>(sup_.workers())) sup_.worker_exited(pid, 0, 0, 40);
+  EXPECT_EQ(retained(), three);
+  sup_.reload(50);  // HUP: the configuration says 2 workers
+  const std::size_t spawns_before_ready = effects_of_type<effect::Spawn>().size();
+  ready_all(60);
+  auto spawns = effects_of_type<effect::Spawn>();
+  ASSERT_EQ(spawns.size(), spawns_before_ready + 1);
+  EXPECT_EQ(spawns.back().slot, 2) << "a worker for the dropped slot, to take its queue";
+  EXPECT_EQ(spawns.back().generation, sup_.serving_generation());
+  EXPECT_EQ(retained(), three) << "its socket stays until that worker is done";
+  EXPECT_EQ(steered(), (std::set<int>{0, 1})) << "and gets nothing new";
+  pid_t drainer = 0;
+  for (const auto& [pid, w] : sup_.workers())
+    if (w.slot == 2) drainer = pid;
+  ASSERT_GT(drainer, 0);
+  sup_.worker_ready(drainer, 70);
+  EXPECT_EQ(linger_of(drainer), SupervisorOptions{}.linger_ms);
+  EXPECT_EQ(sup_.workers().at(drainer).state, WorkerState::retiring);
+  EXPECT_EQ(retained(), three);
+  sup_.worker_exited(drainer, 0, 0, 400);
+  EXPECT_EQ(retained().size(), 2u) << "drained: now it closes";
+  EXPECT_EQ(sup_.slots().size(), 2u);
 }
 
 }  // namespace

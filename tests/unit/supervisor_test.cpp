@@ -797,7 +797,10 @@ TEST_F(SupervisorTest, ScaleNeverGoesBelowOne) {
   EXPECT_TRUE(ctl_.events.empty());
 }
 
-TEST_F(SupervisorTest, ScaleDownOfABackingOffSlotRetiresNothing) {
+// The slot has no worker, but its socket may hold queued connections: one worker
+// is started to take them (and retires with linger once ready); the slot is not
+// refilled.
+TEST_F(SupervisorTest, ScaleDownOfABackingOffSlotDrainsItsQueueOnce) {
   start_ready(2, 0);
   sup_.worker_exited(slot(1).pid, 1, 0, 10);
   sup_.worker_exited(slot(1).pid, 1, 0, 20);
@@ -806,8 +809,14 @@ TEST_F(SupervisorTest, ScaleDownOfABackingOffSlotRetiresNothing) {
   sup_.scale(-1, 30);
   EXPECT_EQ(ctl_.servings, (std::vector<ServingCall>{{1, 1}}));
   EXPECT_TRUE(ctl_.retires.empty());
+  ASSERT_EQ(ctl_.spawns.size(), 1u);
+  EXPECT_EQ(ctl_.spawns[0].slot, 1);
+  const pid_t drainer = ctl_.spawns[0].pid;
   sup_.tick(20 + kBase);  // its restart is no longer due: the slot is gone
-  EXPECT_TRUE(ctl_.spawns.empty());
+  EXPECT_EQ(ctl_.spawns.size(), 1u);
+  sup_.worker_ready(drainer, 40);
+  EXPECT_EQ(ctl_.retires, (std::vector<RetireCall>{{drainer, false}}));
+  EXPECT_EQ(sup_.slots().size(), 1u);
 }
 
 TEST_F(SupervisorTest, ScaleDuringReloadIsAppliedAfterPromotion) {
