@@ -235,9 +235,10 @@ void Supervisor::add_worker(const event::Spawned& spawned, std::uint64_t now) {
   WorkerInfo worker{spawned.pid, spawned.slot, spawned.generation, WorkerState::starting, now, now, 0, false, 0};
   // gunicorn's semantics: max_requests plus a random 0..jitter, drawn per
   // worker so that workers started together are not all recycled together.
-  const Config& config = generations_.at(spawned.generation)->config;
-  if (config.max_requests != 0)
-    worker.request_limit = config.max_requests + spawned.draw % (config.max_requests_jitter + 1);
+  // (An unwanted spawn's generation may be gone already: it is killed anyway.)
+  if (auto it = generations_.find(spawned.generation); it != generations_.end() && it->second->config.max_requests)
+    worker.request_limit =
+        it->second->config.max_requests + spawned.draw % (it->second->config.max_requests_jitter + 1);
   workers_[spawned.pid] = worker;
 }
 

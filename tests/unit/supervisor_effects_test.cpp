@@ -428,5 +428,18 @@ TEST_F(SupervisorEffects, AParkedExtraSlotDroppedByTheReloadIsDrainedBeforeItsSo
   EXPECT_EQ(sup_.slots().size(), 2u);
 }
 
+TEST_F(SupervisorEffects, AnAnswerToASpawnNobodyAskedForIsKilled) {
+  io_.count = 1;
+  ASSERT_TRUE(sup_.start(0));
+  ready_all(0);
+  io_.signals.clear();
+  sup_.handle(event::Spawned{0, 7, 4242, 0}, 10);  // generation 7 never existed
+  ASSERT_EQ(io_.signals.size(), 1u);
+  EXPECT_EQ(io_.signals[0], (std::pair<pid_t, int>{4242, SIGKILL}));
+  sup_.worker_exited(4242, -1, SIGKILL, 20);
+  EXPECT_EQ(sup_.workers().size(), 1u);
+  EXPECT_EQ(sup_.phase(), MasterPhase::running);
+}
+
 }  // namespace
 }  // namespace preforkd
