@@ -1,5 +1,5 @@
 // What the supervisor reports for metrics and systemd: reload results (through
-// WorkerControl::reload_finished), crash and crash-loop counts, slot restarts kept
+// a Notify effect, reload_finished), crash and crash-loop counts, slot restarts kept
 // across reloads.
 #include <gtest/gtest.h>
 
