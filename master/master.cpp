@@ -1,8 +1,8 @@
 // The master's event loop. Everything it waits for is a libuv event: signals
 // (uv_signal_t), worker exits (uv_process_t, reaped by libuv on SIGCHLD), worker
 // messages (IPC pipes) and one timer the supervisor arms for its deadlines. The
-// decisions live in Supervisor; this file connects it to processes, configs and
-// the slot sockets.
+// state and the decisions live in Supervisor; this file hands it those events and
+// carries out the effects it returns (processes, configs, slot sockets, logs).
 #include "master/master.hpp"
 
 #include <sys/resource.h>
@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <random>
@@ -32,11 +33,6 @@
 namespace preforkd {
 namespace {
 
-// How long a worker whose sockets have no successor keeps accepting after new
-// traffic has been steered away: long enough for handshakes already begun on its
-// socket to complete and be accepted.
-constexpr std::uint32_t kLingerMs = 300;
-
 // How a master hands its slot sockets to the master that replaces it (USR2).
 constexpr const char* kInheritedSocketsEnv = "PREFORKD_INHERITED_SOCKETS";
 
@@ -47,23 +43,12 @@ SupervisorOptions supervisor_options(const Config& config) {
   return options;
 }
 
-// The configuration one generation serves, kept while any of its workers lives.
-struct Generation {
-  Config config;
-  std::string text;
-  std::set<ListenerKey> keys() const {
-    std::set<ListenerKey> keys;
-    for (const auto& l : config.listeners) keys.insert(key_of(l));
-    return keys;
-  }
-};
-
-class Master final : public WorkerControl, public WorkerProcess::Events {
+class Master final : public WorkerProcess::Events {
  public:
   Master(uv_loop_t* loop, const Config& config, const std::string& config_text, pid_t upgrade_from)
       : loop_(loop),
         initial_{config, config_text},
-        supervisor_(*this, supervisor_options(config)),
+        supervisor_(supervisor_options(config)),
         timer_(this),
         upgrade_from_(upgrade_from),
         successor_(this),
@@ -104,7 +89,8 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     }
     PF_LOG_NOTICE("starting %d worker(s), %zu listener(s), config %s", initial_.config.workers,
                   initial_.config.listeners.size(), initial_.config.source_path.c_str());
-    if (!supervisor_.start(now())) {
+    dispatch(event::Start{});
+    if (supervisor_.phase() == MasterPhase::idle) {
       close_handles();
       return 1;
     }
@@ -112,31 +98,137 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     return exit_code_;
   }
 
-  // --- WorkerControl ---------------------------------------------------------------
+  // --- Effects -------------------------------------------------------------------------
 
-  int prepare_generation(unsigned generation) override {
-    auto prepared = std::make_shared<Generation>();
+  // Hands `event` to the supervisor and carries out what it asks. Answers (a
+  // generation prepared, a worker spawned) are queued and handled after the
+  // whole batch that asked, so effects are carried out in the order they were
+  // decided.
+  void dispatch(Event event) {
+    pending_.push_back(std::move(event));
+    if (dispatching_) return;
+    dispatching_ = true;
+    while (!pending_.empty()) {
+      Event next = std::move(pending_.front());
+      pending_.pop_front();
+      for (const Effect& effect : supervisor_.handle(next, now()))
+        std::visit([&](const auto& e) { execute(e); }, effect);
+    }
+    dispatching_ = false;
+  }
+
+  void execute(const effect::PrepareGeneration& prepare) {
+    pending_.push_back(event::GenerationPrepared{prepare.generation, prepare_generation(prepare.generation)});
+  }
+
+  void execute(const effect::Spawn& spawn) {
+    pending_.push_back(event::Spawned{spawn.slot, spawn.generation,
+                                      spawn_worker(spawn.slot, spawn.generation, *spawn.config), random_()});
+  }
+
+  void execute(const effect::Signal& s) { signal(s.pid, s.signum); }
+
+  void execute(const effect::Retire& retire) {
+    if (auto it = workers_.find(retire.pid); it != workers_.end()) it->second->send(ipc::Retire{retire.linger_ms});
+  }
+
+  void execute(const effect::ApplyConfig& apply) {
+    const Config& config = apply.config->config;
+    prepare_log_files(config);
+    if (apply.generation != 1) {
+      log::set_level(config.log.level);
+      std::string error;
+      if (config.log.error_log != current_error_log_ && !log::open(config.log.error_log, &error))
+        PF_LOG_ERROR("%s", error.c_str());
+      current_error_log_ = config.log.error_log;
+    }
+  }
+
+  void execute(const effect::ReopenLogs& reopen) {
+    if (reopen.config) prepare_log_files(reopen.config->config);
+    std::string error;
+    if (!log::open(current_error_log_, &error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
+    PF_LOG_NOTICE("logs reopened; telling %zu worker(s)", reopen.workers);
+  }
+
+  void execute(const effect::RetainSockets& retain) { sockets_.retain_only(retain.sockets); }
+
+  void execute(const effect::Steer& steer) {
+    steering_ = steer;
+    apply_steering();
+  }
+
+  // Steering is a property of each reuseport group: a socket that joins one (a
+  // reload's or a new slot's) must not receive before the supervisor says so, so
+  // what it last asked for is applied again whenever sockets were created.
+  void apply_steering() {
+    // Today's SlotSockets steers a group to its first N sockets only. A set with a
+    // hole (a silent slot that is not the last) cannot be said that way: then every
+    // slot up to the highest keeps receiving. Replaced by the arbitrary-set steering
+    // of branch i10-steering at merge.
+    for (const SteerGroup& group : steering_.groups) {
+      if (group.slots.empty()) continue;
+      int first = 0;
+      while (group.slots.count(first)) ++first;
+      int highest = *group.slots.rbegin();
+      sockets_.steer({group.listener}, first == static_cast<int>(group.slots.size()) ? first : highest + 1);
+    }
+  }
+
+  void execute(const effect::ArmTimer& arm) {
+    if (!timer_) return;  // closed: the master is on its way out
+    if (arm.due_ms == 0) {
+      uv_timer_stop(timer_.get());
+      return;
+    }
+    std::uint64_t t = now();
+    uv_timer_start(timer_.get(), on_timer, arm.due_ms > t ? arm.due_ms - t : 0, 0);
+  }
+
+  void execute(const effect::Notify& notify) {
+    switch (notify.what) {
+      case effect::Notify::What::generation_ready: generation_ready(); break;
+      case effect::Notify::What::reload_finished:
+        observability_.reload_finished(notify.generation, notify.ok, notify.pending);
+        break;
+      case effect::Notify::What::generation_gone:
+      case effect::Notify::What::worker_gone: break;
+    }
+  }
+
+  void execute(const effect::AllStopped&) {
+    PF_LOG_NOTICE("all workers stopped; exiting");
+    close_handles();
+  }
+
+  // Reads and validates the configuration for `generation` (1: the one we
+  // started with) and binds every slot's sockets; null (logged) if it cannot
+  // serve.
+  GenerationPtr prepare_generation(unsigned generation) {
+    GenerationPtr prepared;
     if (generation == 1) {
-      *prepared = initial_;
+      prepared = std::make_shared<const GenerationConfig>(initial_);
     } else {
+      auto read = std::make_shared<GenerationConfig>();
       const std::string& path = initial_.config.source_path;
       try {
-        prepared->text = read_config_text(path);
-        prepared->config = parse_config(prepared->text, path);
+        read->text = read_config_text(path);
+        read->config = parse_config(read->text, path);
       } catch (const ConfigError& e) {
         PF_LOG_ERROR("reload: %s", e.what());
-        return 0;
+        return nullptr;
       }
       std::string why;
-      if (!may_run_as(prepared->config, &why)) {
+      if (!may_run_as(read->config, &why)) {
         PF_LOG_ERROR("reload: %s", why.c_str());
-        return 0;
+        return nullptr;
       }
-      if (prepared->config.pid_file != initial_.config.pid_file)
+      if (read->config.pid_file != initial_.config.pid_file)
         PF_LOG_WARN("reload: pid_file changes take effect on restart only");
-      if (prepared->config.admin.enabled != initial_.config.admin.enabled ||
-          (prepared->config.admin.enabled && !(prepared->config.admin.address == initial_.config.admin.address)))
+      if (read->config.admin.enabled != initial_.config.admin.enabled ||
+          (read->config.admin.enabled && !(read->config.admin.address == initial_.config.admin.address)))
         PF_LOG_WARN("reload: [admin] changes take effect on restart only");
+      prepared = read;
     }
     // Bind every slot's sockets now, so that a port in use fails the start or the
     // reload at once, with the error, instead of failing each worker later.
@@ -146,100 +238,45 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
         if (sockets_.acquire(listener, slot, &error) < 0) {
           PF_LOG_ERROR("%s: listener %s: %s", generation == 1 ? "start" : "reload", listener.name.c_str(),
                        error.c_str());
-          collect_sockets();
-          return 0;
+          apply_steering();
+          return nullptr;
         }
       }
     }
-    generations_[generation] = prepared;
-    return prepared->config.workers;
+    apply_steering();
+    return prepared;
   }
 
-  pid_t spawn(int slot, unsigned generation) override {
-    auto it = generations_.find(generation);
-    if (it == generations_.end()) return -1;
-    const Generation& gen = *it->second;
+  pid_t spawn_worker(int slot, unsigned generation, const GenerationConfig& gen) {
     std::vector<int> fds;
     for (const auto& listener : gen.config.listeners) {
       std::string error;
       int fd = sockets_.acquire(listener, slot, &error);
       if (fd < 0) {
         PF_LOG_ERROR("slot %d: listener %s: %s", slot, listener.name.c_str(), error.c_str());
-        collect_sockets();
+        apply_steering();
         return -1;
       }
       fds.push_back(fd);
     }
+    apply_steering();
     auto worker = std::make_unique<WorkerProcess>(loop_, *this);
     ipc::Start start{generation, static_cast<std::uint32_t>(slot), gen.config.source_path, gen.text, {}};
     pid_t pid = worker->spawn(exe_, std::move(start), fds);
-    if (pid <= 0) {
-      collect_sockets();
-      return pid;
-    }
-    workers_[pid] = LiveWorker{std::move(worker), slot, generation, request_limit(gen.config)};
+    if (pid <= 0) return pid;
+    workers_[pid] = std::move(worker);
     set_nice(pid, kStartingNice);
     return pid;
   }
 
-  void signal(pid_t pid, int signum) override {
+  void signal(pid_t pid, int signum) {
     if (::kill(pid, signum) != 0 && errno != ESRCH)
       PF_LOG_WARN("kill(%d, %s): %s", static_cast<int>(pid), strsignal(signum), std::strerror(errno));
   }
 
-  void retire(pid_t pid, bool successor) override {
-    auto it = workers_.find(pid);
-    if (it == workers_.end()) return;
-    // Linger unless every socket this worker polls is polled by its successor too.
-    bool handed_over = successor;
-    if (handed_over) {
-      auto mine = generations_.at(it->second.generation)->keys();
-      auto theirs = generations_.at(serving_)->keys();
-      for (const auto& key : mine) handed_over = handed_over && theirs.count(key);
-    }
-    it->second.process->send(ipc::Retire{handed_over ? 0 : kLingerMs});
-  }
-
-  void serving(unsigned generation, int slots) override {
-    serving_ = generation;
-    serving_slots_ = slots;
-    const Config& config = generations_.at(generation)->config;
-    prepare_log_files(config);
-    if (generation != 1) {
-      log::set_level(config.log.level);
-      std::string error;
-      if (config.log.error_log != current_error_log_ && !log::open(config.log.error_log, &error))
-        PF_LOG_ERROR("%s", error.c_str());
-      current_error_log_ = config.log.error_log;
-    }
-    sockets_.steer(config.listeners, slots);
-  }
-
-  void generation_gone(unsigned generation) override {
-    observability_.generation_gone(generation);
-    if (generation != serving_) generations_.erase(generation);
-    collect_sockets();
-  }
-
-  void worker_gone(pid_t) override { collect_sockets(); }
-
-  void set_timer(std::uint64_t due_ms) override {
-    if (!timer_) return;  // closed: the master is on its way out
-    if (due_ms == 0) {
-      uv_timer_stop(timer_.get());
-      return;
-    }
-    std::uint64_t t = now();
-    uv_timer_start(timer_.get(), on_timer, due_ms > t ? due_ms - t : 0, 0);
-  }
-
-  void all_stopped() override {
-    PF_LOG_NOTICE("all workers stopped; exiting");
-    close_handles();
-  }
-
-  void generation_ready(unsigned generation) override {
-    observability_.generation_ready(generation);  // before QUIT to the old master: MAINPID moves first
+  void generation_ready() {
+    // Before QUIT to the old master: MAINPID moves first.
+    observability_.generation_ready();
     if (upgrade_from_ == 0) return;
     // The binary upgrade is complete: the old master may drain and go.
     PF_LOG_NOTICE("upgrade: serving; asking the old master %d to stop gracefully", static_cast<int>(upgrade_from_));
@@ -247,81 +284,26 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     upgrade_from_ = 0;
   }
 
-  void reload_finished(unsigned generation, bool ok) override { observability_.reload_finished(generation, ok); }
-
   // --- WorkerProcess::Events ---------------------------------------------------------
 
   void on_worker_message(pid_t pid, const ipc::Message& message) override {
-    if (std::holds_alternative<ipc::Ready>(message)) {
-      set_nice(pid, 0);
-      supervisor_.worker_ready(pid, now());
-    } else if (auto* heartbeat = std::get_if<ipc::Heartbeat>(&message)) {
-      supervisor_.worker_heartbeat(pid, now());
-      record_counters(pid, heartbeat->counters);
-      // max_requests is checked here, at heartbeat pace (1 s), not per request: the
-      // master already has the counters, and a worker need not know its budget.
-      if (auto it = workers_.find(pid); it != workers_.end() && it->second.request_limit != 0 &&
-                                        heartbeat->counters.requests >= it->second.request_limit)
-        supervisor_.recycle(pid, now());
-    } else if (auto* draining = std::get_if<ipc::Draining>(&message)) {
-      record_counters(pid, draining->counters);
-      PF_LOG_INFO("worker %d draining: %llu connection(s) open", static_cast<int>(pid),
-                  static_cast<unsigned long long>(draining->counters.active));
-    }
+    if (std::holds_alternative<ipc::Ready>(message)) set_nice(pid, 0);
+    dispatch(event::WorkerMessage{pid, message});
   }
 
   void on_worker_protocol_error(pid_t pid, const std::string& error) override {
-    // A worker that cannot speak the protocol cannot be supervised: replace it.
-    PF_LOG_ERROR("worker %d: bad ipc message (%s); killing it", static_cast<int>(pid), error.c_str());
-    signal(pid, SIGKILL);
+    dispatch(event::ProtocolError{pid, error});
   }
 
   void on_worker_exit(pid_t pid, int status, int signal) override {
-    observability_.worker_exited(pid);
     workers_.erase(pid);
-    supervisor_.worker_exited(pid, status, signal, now());
+    dispatch(event::Exited{pid, status, signal});
   }
 
  private:
-  struct LiveWorker {
-    std::unique_ptr<WorkerProcess> process;
-    int slot = 0;
-    unsigned generation = 0;
-    std::uint64_t request_limit = 0;  // max_requests + jitter; 0 = never recycled
-  };
-
-  // gunicorn's semantics: max_requests plus a random 0..jitter, drawn per worker so
-  // that workers started together are not all recycled together.
-  std::uint64_t request_limit(const Config& config) {
-    if (config.max_requests == 0) return 0;
-    std::uniform_int_distribution<std::uint64_t> jitter(0, config.max_requests_jitter);
-    return config.max_requests + jitter(random_);
-  }
-
   std::uint64_t now() {
     uv_update_time(loop_);
     return uv_now(loop_);
-  }
-
-  void record_counters(pid_t pid, const ipc::Counters& counters) {
-    if (auto it = workers_.find(pid); it != workers_.end())
-      observability_.worker_counters(pid, it->second.generation, counters);
-  }
-
-  // Keeps exactly the sockets some live worker or the serving generation needs.
-  void collect_sockets() {
-    if (supervisor_.phase() == MasterPhase::draining || supervisor_.phase() == MasterPhase::terminating) return;
-    std::set<std::pair<ListenerKey, int>> needed;
-    auto need = [&](unsigned generation, int slot) {
-      auto it = generations_.find(generation);
-      if (it == generations_.end()) return;
-      for (const auto& l : it->second->config.listeners) needed.insert({key_of(l), socket_slot(l, slot)});
-    };
-    for (const auto& [pid, worker] : workers_) need(worker.generation, worker.slot);
-    for (int slot = 0; slot < serving_slots_; ++slot) need(serving_, slot);
-    sockets_.retain_only(needed);
-    if (auto it = generations_.find(serving_); it != generations_.end())
-      sockets_.steer(it->second->config.listeners, serving_slots_);
   }
 
   // A starting worker is the critical path of a reload (or of a crash's
@@ -353,43 +335,22 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   static void on_signal(uv_signal_t* handle, int signum) {
     auto* self = owner_of<Master>(handle);
     PF_LOG_INFO("received %s", strsignal(signum));
-    auto& supervisor = self->supervisor_;
     switch (signum) {
-      case SIGHUP:
-        self->observability_.reload_requested();
-        supervisor.reload(self->now());
-        break;
+      case SIGHUP: self->observability_.reload_requested(); break;
       case SIGQUIT:
       case SIGTERM:
       case SIGINT:
-        // Stopping: let go of the slot sockets first, so that each closes (and new
-        // connections are refused) as soon as its worker has taken what is queued.
-        self->sockets_.retain_only({});
         // A QUIT while our successor (USR2) runs is its hand-over: it is systemd's main pid now.
-        self->observability_.stopping(/*handed_over=*/static_cast<bool>(self->successor_));
-        supervisor.stop(signum == SIGQUIT ? StopMode::graceful : StopMode::fast, self->now());
+        self->observability_.stopping(
+            /*handed_over=*/static_cast<bool>(self->successor_));
         break;
-      case SIGTTIN: supervisor.scale(+1, self->now()); break;
-      case SIGTTOU: supervisor.scale(-1, self->now()); break;
-      case SIGUSR1: self->reopen_logs(); break;
-      case SIGUSR2: self->start_upgrade(); break;
-      case SIGWINCH: supervisor.park(self->now()); break;
+      case SIGUSR2: self->start_upgrade(); return;
       default: break;
     }
+    self->dispatch(event::Signal{signum});
   }
 
-  static void on_timer(uv_timer_t* timer) {
-    auto* self = owner_of<Master>(timer);
-    self->supervisor_.tick(self->now());
-  }
-
-  void reopen_logs() {
-    if (auto it = generations_.find(serving_); it != generations_.end()) prepare_log_files(it->second->config);
-    std::string error;
-    if (!log::open(current_error_log_, &error)) PF_LOG_ERROR("reopen log: %s", error.c_str());
-    PF_LOG_NOTICE("logs reopened; telling %zu worker(s)", workers_.size());
-    for (auto& [pid, worker] : workers_) signal(pid, SIGUSR1);
-  }
+  static void on_timer(uv_timer_t* timer) { owner_of<Master>(timer)->dispatch(event::Timer{}); }
 
   void close_handles() {
     observability_.close();
@@ -471,17 +432,17 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   }
 
   uv_loop_t* loop_;
-  Generation initial_;
+  GenerationConfig initial_;
   std::string current_error_log_ = initial_.config.log.error_log;
   std::string exe_;
   Supervisor supervisor_;
   UvHandle<uv_timer_t> timer_;
   std::vector<UvHandle<uv_signal_t>> signals_;
-  std::map<unsigned, std::shared_ptr<Generation>> generations_;
-  unsigned serving_ = 0;
-  int serving_slots_ = 0;
   SlotSockets sockets_;
-  std::map<pid_t, LiveWorker> workers_;
+  std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;  // the I/O objects; the state is the supervisor's
+  std::deque<Event> pending_;                                // answers to effects, not yet handed to the supervisor
+  bool dispatching_ = false;
+  effect::Steer steering_;  // the supervisor's last word on where new connections go
   int exit_code_ = 0;
   std::mt19937_64 random_{std::random_device{}()};
   pid_t upgrade_from_;                // the master we replace, until we serve

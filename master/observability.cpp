@@ -57,10 +57,6 @@ bool Observability::start(const AdminConfig& admin) {
 
 void Observability::close() { admin_.close(); }
 
-void Observability::worker_counters(pid_t pid, unsigned generation, const ipc::Counters& counters) {
-  ledger_.update(pid, generation, counters);
-}
-
 std::string Observability::status_line() const {
   std::size_t ready = 0;
   for (const auto& [pid, worker] : supervisor_.workers())
@@ -69,7 +65,7 @@ std::string Observability::status_line() const {
          " worker(s)";
 }
 
-void Observability::generation_ready(unsigned) {
+void Observability::generation_ready() {
   // Later calls (a slot refilled after a crash, a reload) are not news to systemd.
   if (announced_ready_) return;
   announced_ready_ = true;
@@ -84,11 +80,10 @@ void Observability::reload_requested() {
                    status_line() + "\n");
 }
 
-void Observability::reload_finished(unsigned generation, bool ok) {
+void Observability::reload_finished(unsigned generation, bool ok, bool pending) {
   last_reload_ = ReloadResult{true, ok, generation, unix_now_s()};
-  if (supervisor_.reload_pending()) return;  // the queued one follows at once; READY after it
-  std::string status = ok ? "reloaded; " + status_line()
-                          : "reload failed (see the error log); " + status_line();
+  if (pending) return;  // the queued one follows at once; READY after it
+  std::string status = ok ? "reloaded; " + status_line() : "reload failed (see the error log); " + status_line();
   notifier_.notify("READY=1\nSTATUS=" + status + "\n");
 }
 
@@ -118,7 +113,7 @@ MetricsSnapshot Observability::snapshot() const {
   s.worker_crashes = supervisor_.worker_crashes();
   s.crash_loops = supervisor_.crash_loops();
   s.last_reload = last_reload_;
-  s.total = ledger_.total();
+  s.total = supervisor_.ledger().total();
   const auto& slots = supervisor_.slots();
   std::map<unsigned, int> per_generation;
   for (const auto& [pid, w] : supervisor_.workers()) {
@@ -128,7 +123,7 @@ MetricsSnapshot Observability::snapshot() const {
     ws.generation = w.generation;
     ws.state = worker_state_name(w.state);
     ws.uptime_s = static_cast<double>(now - w.started_ms) / 1000.0;
-    ws.counters = ledger_.counters_of(pid);
+    ws.counters = supervisor_.ledger().counters_of(pid);
     ws.slot_restarts = w.slot < static_cast<int>(slots.size()) ? slots[w.slot].restarts : 0;
     s.workers.push_back(ws);
     ++per_generation[w.generation];
@@ -144,7 +139,7 @@ MetricsSnapshot Observability::snapshot() const {
     g.state = generation == supervisor_.serving_generation()    ? "serving"
               : generation == supervisor_.starting_generation() ? "starting"
                                                                 : "retiring";
-    g.counters = ledger_.generation_total(generation);
+    g.counters = supervisor_.ledger().generation_total(generation);
     s.generations.push_back(g);
   }
   return s;

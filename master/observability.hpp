@@ -1,6 +1,7 @@
 // What the master tells the outside world about itself: the admin endpoint
-// (/metrics, /status) and systemd's notify protocol. master.cpp calls one hook per
-// event it already handles; the state lives here, next to the code that shows it.
+// (/metrics, /status) and systemd's notify protocol. It reads the supervisor's
+// state (workers, counters) and keeps only what it tells: the last reload's
+// result and what systemd has been told.
 #pragma once
 
 #include <sys/types.h>
@@ -28,12 +29,10 @@ class Observability final : public AdminServer::Provider {
   const std::string& notify_socket() const { return notifier_.socket_path(); }
 
   // --- Events, from master.cpp ---
-  void worker_counters(pid_t pid, unsigned generation, const ipc::Counters& counters);
-  void worker_exited(pid_t pid) { ledger_.retire(pid); }
-  void generation_gone(unsigned generation) { ledger_.forget_generation(generation); }
-  void generation_ready(unsigned generation);  // every slot of the serving generation is ready
-  void reload_requested();                      // SIGHUP, before the supervisor acts on it
-  void reload_finished(unsigned generation, bool ok);
+  void generation_ready();  // every slot of the serving generation is ready
+  void reload_requested();  // SIGHUP, before the supervisor acts on it
+  // pending: another reload follows at once (READY=1 after that one).
+  void reload_finished(unsigned generation, bool ok, bool pending);
   // QUIT/TERM/INT. handed_over: a USR2 successor has taken over as the main process.
   void stopping(bool handed_over);
 
@@ -49,7 +48,6 @@ class Observability final : public AdminServer::Provider {
   const Supervisor& supervisor_;
   SystemdNotifier notifier_;
   AdminServer admin_;
-  CounterLedger ledger_;
   ReloadResult last_reload_;
   double start_time_unix_s_;
   std::uint64_t start_ms_;

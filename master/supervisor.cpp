@@ -2,7 +2,9 @@
 #include "master/supervisor.hpp"
 
 #include <csignal>
+#include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "common/log.hpp"
 
@@ -40,24 +42,166 @@ std::string_view to_string(WorkerState state) {
   return "?";
 }
 
-Supervisor::Supervisor(WorkerControl& control, SupervisorOptions options)
-    : control_(control), options_(options) {}
+Supervisor::Supervisor(SupervisorOptions options) : options_(options) {}
 
-bool Supervisor::start(std::uint64_t now) {
-  if (phase_ != MasterPhase::idle) return false;
-  unsigned generation = next_generation_++;
-  int count = control_.prepare_generation(generation);
-  if (count <= 0) return false;
-  phase_ = MasterPhase::running;
-  serving_ = generation;
-  slots_.assign(static_cast<std::size_t>(count), SlotInfo{});
-  control_.serving(serving_, count);
-  for (int slot = 0; slot < count; ++slot) fill_slot(slot, now);
-  rearm_timer();
-  return true;
+std::vector<Effect> Supervisor::handle(const Event& event, std::uint64_t now) {
+  out_.clear();
+  std::visit([&](const auto& e) { on(e, now); }, event);
+  if (phase_ != MasterPhase::idle) {
+    sync_sockets();
+    rearm_timer();
+  } else if (sockets_dirty_) {
+    sync_sockets();  // a failed start: close what it bound
+  }
+  // A timer that fired is spent: the master must be told the next one even if
+  // it is the same time (a deadline that was due but not acted on).
+  if (std::holds_alternative<event::Timer>(event) && phase_ != MasterPhase::stopped && phase_ != MasterPhase::idle &&
+      (out_.empty() || !std::holds_alternative<effect::ArmTimer>(out_.back())))
+    out_.push_back(effect::ArmTimer{timer_due_ms_});
+  return std::move(out_);
 }
 
-// --- Reload ----------------------------------------------------------------------
+// --- Events --------------------------------------------------------------------------
+
+void Supervisor::on(const event::Start&, std::uint64_t) {
+  if (phase_ != MasterPhase::idle || preparing_ != 0) return;
+  preparing_ = next_generation_++;
+  out_.push_back(effect::PrepareGeneration{preparing_});
+}
+
+void Supervisor::on(const event::Signal& signal, std::uint64_t now) {
+  switch (signal.signum) {
+    case SIGHUP: reload(now); break;
+    case SIGQUIT: stop(StopMode::graceful, now); break;
+    case SIGTERM:
+    case SIGINT: stop(StopMode::fast, now); break;
+    case SIGTTIN: scale(+1, now); break;
+    case SIGTTOU: scale(-1, now); break;
+    case SIGWINCH: park(now); break;
+    case SIGUSR1: reopen_logs(); break;
+    default: break;
+  }
+}
+
+void Supervisor::on(const event::GenerationPrepared& prepared, std::uint64_t now) {
+  if (prepared.generation != preparing_) {
+    sockets_dirty_ = true;  // nobody wants it any more (stop, park): its sockets go
+    return;
+  }
+  preparing_ = 0;
+  generation_prepared(prepared.generation, prepared.config, now);
+}
+
+void Supervisor::on(const event::Spawned& spawned, std::uint64_t now) {
+  auto it = spawning_.find({spawned.generation, spawned.slot});
+  if (it == spawning_.end()) return unwanted_spawn(spawned, now);
+  SpawnPurpose purpose = it->second;
+  spawning_.erase(it);
+  if (spawned.pid <= 0) sockets_dirty_ = true;
+  const int slot = spawned.slot;
+  switch (purpose) {
+    case SpawnPurpose::generation:
+      if (spawned.generation != starting_) return unwanted_spawn(spawned, now);
+      if (spawned.pid <= 0) return abandon("could not start a worker for slot " + std::to_string(slot), now);
+      add_worker(spawned, now);
+      if (slot + 1 < starting_count_) spawn_for_generation(slot + 1);
+      return;
+    case SpawnPurpose::fill:
+      if (spawned.generation != serving_ || slot >= static_cast<int>(slots_.size()) ||
+          (phase_ != MasterPhase::running && phase_ != MasterPhase::reloading))
+        return unwanted_spawn(spawned, now);
+      if (spawned.pid <= 0) {
+        PF_LOG_ERROR("slot %d: could not start a worker", slot);
+        ++slots_[slot].failures;
+        schedule_restart(slot, now);
+        return;
+      }
+      slots_[slot].pid = spawned.pid;
+      add_worker(spawned, now);
+      return;
+    case SpawnPurpose::drain:
+      if (spawned.generation != serving_ || stopping()) return unwanted_spawn(spawned, now);
+      if (spawned.pid <= 0) {
+        PF_LOG_ERROR("slot %d: could not start a worker to drain it; its queue is dropped", slot);
+        return;
+      }
+      add_worker(spawned, now);
+      workers_.at(spawned.pid).drain = true;
+      return;
+    case SpawnPurpose::successor: {
+      if (spawned.generation != serving_ || slot >= static_cast<int>(slots_.size()) || phase_ != MasterPhase::running ||
+          slots_[slot].pid == 0)
+        return unwanted_spawn(spawned, now);
+      SlotInfo& info = slots_[slot];
+      if (spawned.pid <= 0) {
+        PF_LOG_ERROR("slot %d: could not start a successor for worker %d", slot, static_cast<int>(info.pid));
+        return;
+      }
+      PF_LOG_NOTICE("slot %d: worker %d reached max_requests; starting successor %d", slot, static_cast<int>(info.pid),
+                    static_cast<int>(spawned.pid));
+      info.successor = spawned.pid;
+      add_worker(spawned, now);
+      return;
+    }
+  }
+}
+
+void Supervisor::on(const event::WorkerMessage& message, std::uint64_t now) {
+  if (std::holds_alternative<ipc::Ready>(message.message)) {
+    worker_ready(message.pid, now);
+  } else if (auto* heartbeat = std::get_if<ipc::Heartbeat>(&message.message)) {
+    worker_heartbeat(message.pid, heartbeat->counters, now);
+  } else if (auto* draining = std::get_if<ipc::Draining>(&message.message)) {
+    auto it = workers_.find(message.pid);
+    if (it == workers_.end()) return;
+    ledger_.update(message.pid, it->second.generation, draining->counters);
+    PF_LOG_INFO("worker %d draining: %llu connection(s) open", static_cast<int>(message.pid),
+                ull(draining->counters.active));
+  }
+}
+
+void Supervisor::on(const event::ProtocolError& error, std::uint64_t) {
+  // A worker that cannot speak the protocol cannot be supervised: replace it.
+  PF_LOG_ERROR("worker %d: bad ipc message (%s); killing it", static_cast<int>(error.pid), error.error.c_str());
+  out_.push_back(effect::Signal{error.pid, SIGKILL});
+}
+
+void Supervisor::on(const event::Exited& exited, std::uint64_t now) {
+  worker_exited(exited.pid, exited.status, exited.signal, now);
+}
+
+// --- Start and reload ----------------------------------------------------------------
+
+void Supervisor::generation_prepared(unsigned generation, GenerationPtr config, std::uint64_t now) {
+  if (phase_ == MasterPhase::idle) {  // the first start
+    if (!config) {
+      sockets_dirty_ = true;
+      return;
+    }
+    generations_[generation] = config;
+    phase_ = MasterPhase::running;
+    serving_ = generation;
+    slots_.assign(static_cast<std::size_t>(config->config.workers), SlotInfo{});
+    serve();
+    for (int slot = 0; slot < static_cast<int>(slots_.size()); ++slot) fill_slot(slot);
+    return;
+  }
+  if (phase_ != MasterPhase::reloading || generation != starting_) return;
+  if (!config) {
+    sockets_dirty_ = true;
+    starting_ = 0;
+    phase_ = slots_.empty() ? MasterPhase::parked : MasterPhase::running;
+    ++reloads_failed_;
+    PF_LOG_ERROR("reload failed: generation %u keeps serving", serving_);
+    reload_finished(false);
+    after_reload(now);
+    return;
+  }
+  generations_[generation] = config;
+  starting_count_ = config->config.workers;
+  PF_LOG_NOTICE("reload: starting generation %u with %d worker(s)", generation, starting_count_);
+  spawn_for_generation(0);
+}
 
 void Supervisor::reload(std::uint64_t now) {
   if (phase_ == MasterPhase::reloading) {
@@ -67,37 +211,51 @@ void Supervisor::reload(std::uint64_t now) {
   }
   if (phase_ != MasterPhase::running && phase_ != MasterPhase::parked) return;
   begin_generation(now);
-  rearm_timer();
 }
 
-bool Supervisor::begin_generation(std::uint64_t now) {
-  unsigned generation = next_generation_++;
-  int count = control_.prepare_generation(generation);
-  if (count <= 0) {
-    ++reloads_failed_;
-    PF_LOG_ERROR("reload failed: generation %u keeps serving", serving_);
-    control_.reload_finished(serving_, false);
-    return false;
-  }
+void Supervisor::begin_generation(std::uint64_t now) {
   phase_ = MasterPhase::reloading;
-  starting_ = generation;
-  starting_count_ = count;
+  starting_ = preparing_ = next_generation_++;
+  starting_count_ = 0;  // known once prepared
   start_due_ms_ = now + options_.start_timeout_ms;
   starting_since_ms_ = now;
-  PF_LOG_NOTICE("reload: starting generation %u with %d worker(s)", generation, count);
-  for (int slot = 0; slot < count; ++slot) {
-    pid_t pid = control_.spawn(slot, generation);
-    if (pid <= 0) {
-      abandon("could not start a worker for slot " + std::to_string(slot), now);
-      return false;
-    }
-    workers_[pid] = WorkerInfo{pid, slot, generation, WorkerState::starting, now, now, 0, false};
+  out_.push_back(effect::PrepareGeneration{starting_});
+}
+
+// One slot after the other: a slot that cannot start abandons the generation
+// before the next is forked.
+void Supervisor::spawn_for_generation(int slot) { spawn(slot, starting_, SpawnPurpose::generation); }
+
+void Supervisor::spawn(int slot, unsigned generation, SpawnPurpose purpose) {
+  spawning_[{generation, slot}] = purpose;
+  out_.push_back(effect::Spawn{slot, generation, generations_.at(generation)});
+}
+
+void Supervisor::add_worker(const event::Spawned& spawned, std::uint64_t now) {
+  WorkerInfo worker{spawned.pid, spawned.slot, spawned.generation, WorkerState::starting, now, now, 0, false, 0};
+  // gunicorn's semantics: max_requests plus a random 0..jitter, drawn per
+  // worker so that workers started together are not all recycled together.
+  // (An unwanted spawn's generation may be gone already: it is killed anyway.)
+  if (auto it = generations_.find(spawned.generation); it != generations_.end() && it->second->config.max_requests)
+    worker.request_limit =
+        it->second->config.max_requests + spawned.draw % (it->second->config.max_requests_jitter + 1);
+  workers_[spawned.pid] = worker;
+}
+
+// A worker started for a purpose that went away meanwhile (a stop, an abandoned
+// reload, a slot scaled away): it must not serve, and it must be reaped.
+void Supervisor::unwanted_spawn(const event::Spawned& spawned, std::uint64_t now) {
+  if (spawned.pid <= 0) {
+    sockets_dirty_ = true;
+    return;
   }
-  return true;
+  add_worker(spawned, now);
+  kill_worker(workers_.at(spawned.pid), "no longer needed");
 }
 
 void Supervisor::promote(std::uint64_t now) {
   unsigned old = serving_;
+  const int old_socket_slots = socket_slots();
   serving_ = starting_;
   starting_ = 0;
   std::vector<SlotInfo> previous = std::move(slots_);
@@ -110,16 +268,23 @@ void Supervisor::promote(std::uint64_t now) {
   phase_ = MasterPhase::running;
   // The time from the reload request to serving is the figure operators (and
   // bench/run) want for "how long does a reload take".
-  PF_LOG_NOTICE("generation %u: all %d workers ready; retiring generation %u (serving %llu ms after the reload began)",
-                serving_, starting_count_, old, static_cast<unsigned long long>(now - starting_since_ms_));
+  PF_LOG_NOTICE(
+      "generation %u: all %d workers ready; retiring generation %u "
+      "(serving %llu ms after the reload began)",
+      serving_, starting_count_, old, ull(now - starting_since_ms_));
   // Steering first: a slot that will have no successor must stop receiving before it retires.
-  control_.serving(serving_, starting_count_);
+  serve();
   for (auto& [pid, worker] : workers_)
     if (worker.generation != serving_ && worker.state != WorkerState::retiring)
       retire_worker(worker, worker.slot < starting_count_, now);
+  // Slots that go away with no worker of their own (parked, backing off) still hold
+  // what was queued on their sockets.
+  for (int slot = starting_count_; slot < old_socket_slots; ++slot)
+    if (slot >= static_cast<int>(previous.size()) || previous[slot].pid == 0) drain_slot(slot);
+  parked_slots_ = 0;
   check_generation_gone(old);
-  control_.generation_ready(serving_);
-  control_.reload_finished(serving_, true);
+  notify(effect::Notify::What::generation_ready, serving_);
+  reload_finished(true);
   after_reload(now);
 }
 
@@ -130,18 +295,25 @@ void Supervisor::abandon(const std::string& why, std::uint64_t now) {
   for (auto& [pid, worker] : workers_)
     if (worker.generation == generation && !worker.killed) kill_worker(worker, "its generation was abandoned");
   starting_ = 0;
+  if (preparing_ == generation) preparing_ = 0;
   // A parked master (no slots) that failed to come back stays parked.
   phase_ = slots_.empty() ? MasterPhase::parked : MasterPhase::running;
   check_generation_gone(generation);
-  control_.reload_finished(serving_, false);
+  reload_finished(false);
   after_reload(now);
+}
+
+void Supervisor::reload_finished(bool ok) {
+  out_.push_back(effect::Notify{effect::Notify::What::reload_finished, serving_, ok, reload_pending_, 0});
 }
 
 void Supervisor::after_reload(std::uint64_t now) {
   if (reload_pending_) {
     reload_pending_ = false;
-    // A queued reload that cannot start leaves us running: pending scaling applies now.
-    if (begin_generation(now)) return;
+    // If it cannot start, its failure comes back here and pending scaling
+    // applies then.
+    begin_generation(now);
+    return;
   }
   while (scale_pending_ != 0 && phase_ == MasterPhase::running) {
     int step = scale_pending_ > 0 ? 1 : -1;
@@ -162,8 +334,8 @@ void Supervisor::scale(int delta, std::uint64_t now) {
     slots_.emplace_back();
     int slot = static_cast<int>(slots_.size()) - 1;
     PF_LOG_NOTICE("scaling up: slot %d added to generation %u", slot, serving_);
-    control_.serving(serving_, static_cast<int>(slots_.size()));
-    fill_slot(slot, now);
+    serve();
+    fill_slot(slot);
   } else {
     if (slots_.size() <= 1) {
       PF_LOG_WARN("scaling down: already at one worker");
@@ -172,26 +344,25 @@ void Supervisor::scale(int delta, std::uint64_t now) {
     SlotInfo last = slots_.back();
     slots_.pop_back();
     PF_LOG_NOTICE("scaling down: slot %zu leaves generation %u", slots_.size(), serving_);
-    control_.serving(serving_, static_cast<int>(slots_.size()));
+    serve();
     for (pid_t pid : {last.pid, last.successor})
       if (auto it = workers_.find(pid); pid != 0 && it != workers_.end())
         retire_worker(it->second, /*successor=*/false, now);
+    if (last.pid == 0 && !spawning(serving_, static_cast<int>(slots_.size())))
+      drain_slot(static_cast<int>(slots_.size()));
   }
-  rearm_timer();
 }
 
 // --- Workers -------------------------------------------------------------------
 
-void Supervisor::fill_slot(int slot, std::uint64_t now) {
-  pid_t pid = control_.spawn(slot, serving_);
-  if (pid <= 0) {
-    PF_LOG_ERROR("slot %d: could not start a worker", slot);
-    ++slots_[slot].failures;
-    schedule_restart(slot, now);
-    return;
-  }
-  slots_[slot].pid = pid;
-  workers_[pid] = WorkerInfo{pid, slot, serving_, WorkerState::starting, now, now, 0, false};
+void Supervisor::fill_slot(int slot) {
+  slots_[slot].pid = 0;
+  spawn(slot, serving_, SpawnPurpose::fill);
+}
+
+void Supervisor::drain_slot(int slot) {
+  PF_LOG_NOTICE("slot %d leaves generation %u with no worker: starting one to drain its queue", slot, serving_);
+  spawn(slot, serving_, SpawnPurpose::drain);
 }
 
 void Supervisor::schedule_restart(int slot, std::uint64_t now) {
@@ -205,7 +376,7 @@ void Supervisor::schedule_restart(int slot, std::uint64_t now) {
   }
   if (delay == 0) {
     ++info.restarts;
-    fill_slot(slot, now);
+    fill_slot(slot);
     return;
   }
   info.restart_due_ms = now + delay;
@@ -214,14 +385,27 @@ void Supervisor::schedule_restart(int slot, std::uint64_t now) {
 void Supervisor::retire_worker(WorkerInfo& worker, bool successor, std::uint64_t now) {
   worker.state = WorkerState::retiring;
   worker.kill_due_ms = now + options_.graceful_timeout_ms;
-  control_.retire(worker.pid, successor);
+  out_.push_back(effect::Retire{worker.pid, linger_for(worker, successor)});
+}
+
+// Linger unless every socket this worker polls is polled by its successor too.
+std::uint32_t Supervisor::linger_for(const WorkerInfo& worker, bool successor) const {
+  if (!successor) return options_.linger_ms;
+  auto mine = generations_.find(worker.generation);
+  auto theirs = generations_.find(serving_);
+  if (mine == generations_.end() || theirs == generations_.end()) return options_.linger_ms;
+  std::set<ListenerKey> polled;
+  for (const auto& l : theirs->second->config.listeners) polled.insert(key_of(l));
+  for (const auto& l : mine->second->config.listeners)
+    if (!polled.count(key_of(l))) return options_.linger_ms;
+  return 0;
 }
 
 void Supervisor::kill_worker(WorkerInfo& worker, const char* why) {
   PF_LOG_WARN("slot %d: killing worker %d of generation %u: %s", worker.slot, static_cast<int>(worker.pid),
               worker.generation, why);
   worker.killed = true;
-  control_.signal(worker.pid, SIGKILL);
+  out_.push_back(effect::Signal{worker.pid, SIGKILL});
 }
 
 void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
@@ -231,6 +415,25 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
   worker.state = WorkerState::ready;
   worker.last_seen_ms = now;
   PF_LOG_INFO("slot %d: worker %d of generation %u ready", worker.slot, static_cast<int>(pid), worker.generation);
+  worker.was_ready = true;
+  if (worker.reopen_due) {
+    worker.reopen_due = false;
+    out_.push_back(effect::Signal{pid, SIGUSR1});
+  }
+  if (worker.drain) {
+    // Lingers: accepts what is queued (and what is still arriving) on the slot's
+    // sockets, which get no new connections, then exits and they close.
+    PF_LOG_NOTICE("slot %d: worker %d drains the slot's queue and retires", worker.slot, static_cast<int>(pid));
+    retire_worker(worker, /*successor=*/false, now);
+    return;
+  }
+  if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
+      slots_[worker.slot].steered_away &&
+      (slots_[worker.slot].pid == pid || slots_[worker.slot].successor == pid)) {
+    PF_LOG_NOTICE("slot %d: worker %d ready; steering new connections back to it", worker.slot,
+                  static_cast<int>(pid));
+    slots_[worker.slot].steered_away = false;
+  }
   if (worker.generation == starting_) {
     int ready = 0;
     for (const auto& [p, w] : workers_) ready += (w.generation == starting_ && w.state == WorkerState::ready);
@@ -246,14 +449,27 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
     }
     if (all_ready) {
       PF_LOG_NOTICE("generation %u: all %zu workers ready", serving_, slots_.size());
-      control_.generation_ready(serving_);
+      notify(effect::Notify::What::generation_ready, serving_);
     }
   }
-  rearm_timer();
 }
 
-void Supervisor::worker_heartbeat(pid_t pid, std::uint64_t now) {
-  if (auto it = workers_.find(pid); it != workers_.end()) it->second.last_seen_ms = now;
+void Supervisor::worker_heartbeat(pid_t pid, const ipc::Counters& counters, std::uint64_t now) {
+  auto it = workers_.find(pid);
+  if (it == workers_.end()) return;
+  it->second.last_seen_ms = now;
+  ledger_.update(pid, it->second.generation, counters);
+  const WorkerInfo& worker = it->second;
+  if (worker.generation == serving_ && worker.state == WorkerState::ready &&
+      worker.slot < static_cast<int>(slots_.size()) && slots_[worker.slot].pid == pid &&
+      slots_[worker.slot].steered_away) {
+    PF_LOG_NOTICE("slot %d: worker %d answers again; steering new connections back to it", worker.slot,
+                  static_cast<int>(pid));
+    slots_[worker.slot].steered_away = false;
+  }
+  // max_requests is checked here, at heartbeat pace (1 s), not per request: the
+  // master already has the counters, and a worker need not know its budget.
+  if (it->second.request_limit != 0 && counters.requests >= it->second.request_limit) recycle(pid, now);
 }
 
 void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t now) {
@@ -261,25 +477,25 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
   if (it == workers_.end()) return;
   WorkerInfo worker = it->second;
   workers_.erase(it);
-  control_.worker_gone(pid);
+  ledger_.retire(pid);
+  notify(effect::Notify::What::worker_gone, worker.generation, false, pid);
   std::string how = describe_exit(status, signal);
-  if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size())) {
+  // While stopping, every exit is expected and only counts towards the end (below).
+  if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) && !stopping()) {
     SlotInfo& slot = slots_[worker.slot];
     if (slot.successor == pid) {
       // The old worker keeps serving; the next recycle() call tries again.
       PF_LOG_WARN("slot %d: successor %d exited before it was ready (%s)", worker.slot, static_cast<int>(pid),
                   how.c_str());
       slot.successor = 0;
-      rearm_timer();
       return;
     }
-    if (slot.pid == pid && slot.successor != 0 && !stopping()) {
+    if (slot.pid == pid && slot.successor != 0) {
       // Died while its successor was starting: the successor simply takes the slot.
       PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s); its successor %d takes over", worker.slot,
                    static_cast<int>(pid), how.c_str(), static_cast<int>(slot.successor));
       slot.pid = slot.successor;
       slot.successor = 0;
-      rearm_timer();
       return;
     }
   }
@@ -291,7 +507,6 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
                   worker.generation, how.c_str());
       check_generation_gone(worker.generation);
       check_stopped();
-      rearm_timer();
       return;
     }
     // A serving worker we killed (hung): replaced below like any crash.
@@ -310,14 +525,22 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
   } else {
     check_generation_gone(worker.generation);
   }
-  rearm_timer();
+}
+
+bool Supervisor::fills_its_slot(const WorkerInfo& worker) const {
+  return worker.generation == serving_ && worker.state == WorkerState::ready &&
+         worker.slot < static_cast<int>(slots_.size()) && slots_[worker.slot].pid == worker.pid;
 }
 
 void Supervisor::check_generation_gone(unsigned generation) {
   if (generation == serving_ || generation == starting_) return;
   for (const auto& [pid, worker] : workers_)
     if (worker.generation == generation) return;
-  control_.generation_gone(generation);
+  for (const auto& [key, purpose] : spawning_)
+    if (key.first == generation) return;
+  ledger_.forget_generation(generation);
+  generations_.erase(generation);
+  notify(effect::Notify::What::generation_gone, generation);
 }
 
 // --- Stop and time -----------------------------------------------------------------
@@ -327,14 +550,18 @@ void Supervisor::stop(StopMode mode, std::uint64_t now) {
   if (phase_ == MasterPhase::draining && mode == StopMode::graceful) return;
   phase_ = mode == StopMode::graceful ? MasterPhase::draining : MasterPhase::terminating;
   starting_ = 0;
+  preparing_ = 0;
   reload_pending_ = false;
   scale_pending_ = 0;
+  // Let go of the slot sockets first, so that each closes (and new connections
+  // are refused) as soon as its worker has taken what is queued.
+  sync_sockets();
   PF_LOG_NOTICE("%s stop: %zu worker(s) to stop", mode == StopMode::graceful ? "graceful" : "fast", workers_.size());
   for (auto& [pid, worker] : workers_) {
     if (mode == StopMode::fast) {
-      control_.signal(pid, SIGTERM);
+      out_.push_back(effect::Signal{pid, SIGTERM});
     } else if (worker.state != WorkerState::retiring) {
-      control_.signal(pid, SIGQUIT);
+      out_.push_back(effect::Signal{pid, SIGQUIT});
     }
   }
   // Escalating from graceful to fast may bring the SIGKILL deadline forward, never
@@ -342,7 +569,6 @@ void Supervisor::stop(StopMode mode, std::uint64_t now) {
   std::uint64_t due = now + (mode == StopMode::graceful ? options_.graceful_timeout_ms : options_.fast_stop_timeout_ms);
   if (stop_kill_due_ms_ == 0 || due < stop_kill_due_ms_) stop_kill_due_ms_ = due;
   check_stopped();
-  rearm_timer();
 }
 
 void Supervisor::park(std::uint64_t now) {
@@ -353,6 +579,7 @@ void Supervisor::park(std::uint64_t now) {
   if (phase_ == MasterPhase::reloading) abandon("the workers are being stopped (WINCH)", now);
   if (phase_ != MasterPhase::running) return;
   phase_ = MasterPhase::parked;
+  parked_slots_ = static_cast<int>(slots_.size());
   slots_.clear();  // nothing is refilled until a reload
   PF_LOG_NOTICE("stopping %zu worker(s) gracefully; the master stays (HUP starts a new generation)",
                 workers_.size());
@@ -360,10 +587,24 @@ void Supervisor::park(std::uint64_t now) {
   // back, so the workers let go of them at once (nothing to linger for).
   for (auto& [pid, worker] : workers_)
     if (worker.state != WorkerState::retiring && !worker.killed) retire_worker(worker, /*successor=*/true, now);
-  rearm_timer();
 }
 
-void Supervisor::recycle(pid_t pid, std::uint64_t now) {
+void Supervisor::reopen_logs() {
+  auto it = generations_.find(serving_);
+  // Only a worker that has said it is ready has its handlers: to one still starting
+  // the signal would be fatal. It may have opened its logs before the rename, so it
+  // is told as soon as it is ready.
+  std::size_t ready = 0;
+  for (auto& [pid, worker] : workers_) {
+    if (worker.was_ready) ++ready;
+    else if (worker.state == WorkerState::starting) worker.reopen_due = true;
+  }
+  out_.push_back(effect::ReopenLogs{it == generations_.end() ? nullptr : it->second, ready});
+  for (const auto& [pid, worker] : workers_)
+    if (worker.was_ready) out_.push_back(effect::Signal{pid, SIGUSR1});
+}
+
+void Supervisor::recycle(pid_t pid, std::uint64_t) {
   if (phase_ != MasterPhase::running) return;  // a reload or a stop replaces it anyway
   auto it = workers_.find(pid);
   if (it == workers_.end()) return;
@@ -371,17 +612,8 @@ void Supervisor::recycle(pid_t pid, std::uint64_t now) {
   if (worker.generation != serving_ || worker.state != WorkerState::ready || worker.killed) return;
   if (worker.slot >= static_cast<int>(slots_.size())) return;
   SlotInfo& slot = slots_[worker.slot];
-  if (slot.pid != pid || slot.successor != 0) return;
-  pid_t successor = control_.spawn(worker.slot, serving_);
-  if (successor <= 0) {
-    PF_LOG_ERROR("slot %d: could not start a successor for worker %d", worker.slot, static_cast<int>(pid));
-    return;
-  }
-  PF_LOG_NOTICE("slot %d: worker %d reached max_requests; starting successor %d", worker.slot,
-                static_cast<int>(pid), static_cast<int>(successor));
-  slot.successor = successor;
-  workers_[successor] = WorkerInfo{successor, worker.slot, serving_, WorkerState::starting, now, now, 0, false};
-  rearm_timer();
+  if (slot.pid != pid || slot.successor != 0 || spawning(serving_, worker.slot)) return;
+  spawn(worker.slot, serving_, SpawnPurpose::successor);
 }
 
 void Supervisor::take_over(WorkerInfo& successor, std::uint64_t now) {
@@ -399,9 +631,9 @@ void Supervisor::take_over(WorkerInfo& successor, std::uint64_t now) {
 void Supervisor::tick(std::uint64_t now) {
   if (phase_ == MasterPhase::running || phase_ == MasterPhase::reloading) {
     for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
-      if (slots_[slot].pid == 0 && slots_[slot].restart_due_ms <= now) {
+      if (slots_[slot].pid == 0 && !spawning(serving_, static_cast<int>(slot)) && slots_[slot].restart_due_ms <= now) {
         ++slots_[slot].restarts;
-        fill_slot(static_cast<int>(slot), now);
+        fill_slot(static_cast<int>(slot));
       }
     }
   }
@@ -418,26 +650,33 @@ void Supervisor::tick(std::uint64_t now) {
       } else if (worker.state == WorkerState::ready && now - worker.last_seen_ms >= options_.worker_timeout_ms) {
         std::string why = "no heartbeat for " + std::to_string(now - worker.last_seen_ms) + " ms";
         kill_worker(worker, why.c_str());
+      } else if (fills_its_slot(worker) && !slots_[worker.slot].steered_away &&
+                 now - worker.last_seen_ms >= options_.unresponsive_after_ms) {
+        // Its socket's queue waits for it (or its replacement); nothing new joins it.
+        PF_LOG_WARN("slot %d: worker %d silent for %llu ms; steering new connections away from it", worker.slot,
+                    static_cast<int>(pid), ull(now - worker.last_seen_ms));
+        slots_[worker.slot].steered_away = true;
       }
     }
   }
   if (stopping() && !stop_killed_ && now >= stop_kill_due_ms_) {
     PF_LOG_WARN("stop timeout: killing %zu worker(s) still running", workers_.size());
     stop_killed_ = true;
-    for (auto& [pid, worker] : workers_) control_.signal(pid, SIGKILL);
+    for (auto& [pid, worker] : workers_) out_.push_back(effect::Signal{pid, SIGKILL});
   }
-  rearm_timer();
 }
 
 void Supervisor::check_stopped() {
-  if (!stopping() || !workers_.empty()) return;
+  if (!stopping() || !workers_.empty() || !spawning_.empty()) return;
   phase_ = MasterPhase::stopped;
-  control_.set_timer(0);
-  control_.all_stopped();
+  out_.push_back(effect::ArmTimer{0});
+  timer_due_ms_ = 0;
+  timer_known_ = true;
+  out_.push_back(effect::AllStopped{});
 }
 
 void Supervisor::rearm_timer() {
-  if (phase_ == MasterPhase::stopped || phase_ == MasterPhase::idle) return control_.set_timer(0);
+  if (phase_ == MasterPhase::stopped || phase_ == MasterPhase::idle) return;
   std::uint64_t due = 0;
   auto consider = [&](std::uint64_t t) {
     if (due == 0 || t < due) due = t;
@@ -453,10 +692,80 @@ void Supervisor::rearm_timer() {
       if (worker.state == WorkerState::retiring) consider(worker.kill_due_ms);
       else if (worker.generation != serving_) continue;
       else if (worker.state == WorkerState::starting) consider(worker.started_ms + options_.start_timeout_ms);
+      else if (fills_its_slot(worker) && !slots_[worker.slot].steered_away)
+        consider(worker.last_seen_ms + std::min(options_.unresponsive_after_ms, options_.worker_timeout_ms));
       else consider(worker.last_seen_ms + options_.worker_timeout_ms);
     }
   }
-  control_.set_timer(due);
+  if (timer_known_ && due == timer_due_ms_) return;
+  timer_known_ = true;
+  timer_due_ms_ = due;
+  out_.push_back(effect::ArmTimer{due});
+}
+
+// --- Sockets, steering, news ---------------------------------------------------------
+
+void Supervisor::serve() {
+  out_.push_back(effect::ApplyConfig{serving_, generations_.at(serving_)});
+  steered_ = steering();
+  out_.push_back(effect::Steer{steered_});
+}
+
+int Supervisor::socket_slots() const {
+  // Parked (and reloading from parked), no slot is filled but the master keeps
+  // the sockets, and their queues, of the slots it had.
+  return slots_.empty() ? parked_slots_ : static_cast<int>(slots_.size());
+}
+
+// Exactly the sockets some live or starting worker, the starting generation or
+// the serving generation's slots need; none once stopping.
+SocketSet Supervisor::needed_sockets() const {
+  SocketSet needed;
+  if (stopping() || phase_ == MasterPhase::stopped) return needed;
+  auto need = [&](unsigned generation, int slot) {
+    auto it = generations_.find(generation);
+    if (it == generations_.end()) return;
+    for (const auto& l : it->second->config.listeners) needed.insert({key_of(l), socket_slot(l, slot)});
+  };
+  for (const auto& [pid, worker] : workers_) need(worker.generation, worker.slot);
+  for (const auto& [key, purpose] : spawning_) need(key.first, key.second);
+  for (int slot = 0; slot < socket_slots(); ++slot) need(serving_, slot);
+  for (int slot = 0; slot < starting_count_ && starting_ != 0; ++slot) need(starting_, slot);
+  return needed;
+}
+
+std::vector<SteerGroup> Supervisor::steering() const {
+  std::vector<SteerGroup> groups;
+  auto it = generations_.find(serving_);
+  if (it == generations_.end()) return groups;
+  std::set<int> slots;
+  for (int slot = 0; slot < socket_slots(); ++slot)
+    if (slot >= static_cast<int>(slots_.size()) || !slots_[slot].steered_away) slots.insert(slot);
+  // Every slot silent: there is nowhere better to send new connections.
+  if (slots.empty())
+    for (int slot = 0; slot < socket_slots(); ++slot) slots.insert(slot);
+  for (const auto& listener : it->second->config.listeners) groups.push_back(SteerGroup{listener, slots});
+  return groups;
+}
+
+void Supervisor::sync_sockets() {
+  SocketSet needed = needed_sockets();
+  if (sockets_dirty_ || !retained_known_ || needed != retained_) {
+    retained_ = needed;
+    retained_known_ = true;
+    sockets_dirty_ = false;
+    out_.push_back(effect::RetainSockets{std::move(needed)});
+  }
+  if (stopping() || phase_ == MasterPhase::stopped) return;
+  std::vector<SteerGroup> groups = steering();
+  if (groups != steered_) {
+    steered_ = groups;
+    out_.push_back(effect::Steer{std::move(groups)});
+  }
+}
+
+void Supervisor::notify(effect::Notify::What what, unsigned generation, bool ok, pid_t pid) {
+  out_.push_back(effect::Notify{what, generation, ok, false, pid});
 }
 
 }  // namespace preforkd

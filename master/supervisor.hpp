@@ -1,7 +1,9 @@
-// The master's state machine, free of processes and clocks so it can be unit
-// tested: the master feeds it events (start, reload, scale, worker ready /
-// heartbeat / exited, stop, timer) with the current time, and it asks for actions
-// through WorkerControl (spawn, signal, retire, arm the timer, ...).
+// The master's state machine and the single owner of its state (workers, slots,
+// generations and their configurations, which slot sockets are kept and where
+// new connections are steered, the workers' counters), free of processes and
+// clocks so it can be unit tested: handle() takes one event
+// (supervisor_events.hpp) with the current time and returns the effects the
+// master must carry out, in order.
 //
 //   master:  running --reload--> reloading --new generation all ready--> running
 //                                reloading --a new worker fails / start timeout--> running (old kept)
@@ -30,43 +32,24 @@
 #include <vector>
 
 #include "master/backoff.hpp"
+#include "master/metrics.hpp"
+#include "master/supervisor_events.hpp"
 
 namespace preforkd {
-
-class WorkerControl {
- public:
-  virtual ~WorkerControl() = default;
-  // Reads and validates the configuration for `generation`; returns its worker
-  // count, or 0 when it is invalid (the control logs why) and nothing may change.
-  virtual int prepare_generation(unsigned generation) = 0;
-  // Starts a worker for slot in generation; returns its pid, or a negative error.
-  virtual pid_t spawn(int slot, unsigned generation) = 0;
-  virtual void signal(pid_t pid, int signum) = 0;
-  // Tells a worker to stop accepting, finish in-flight work and exit. successor:
-  // the same slot of the serving generation will poll the same sockets.
-  virtual void retire(pid_t pid, bool successor) = 0;
-  // `generation` now serves with `slots` slots; called before workers beyond them retire.
-  virtual void serving(unsigned generation, int slots) = 0;
-  // Every slot of the serving `generation` has a ready worker.
-  virtual void generation_ready(unsigned /*generation*/) {}
-  // A reload ended: `generation` serves now (ok), or it failed and the serving one
-  // stays. Called before a reload queued meanwhile begins (reload_pending() tells).
-  virtual void reload_finished(unsigned /*generation*/, bool /*ok*/) {}
-  // A generation's workers are all gone, or it was abandoned before serving.
-  virtual void generation_gone(unsigned generation) = 0;
-  // A worker exited (after the supervisor has forgotten it).
-  virtual void worker_gone(pid_t pid) = 0;
-  // Wake the supervisor (tick) at this time; 0 cancels. Replaces any earlier request.
-  virtual void set_timer(std::uint64_t due_ms) = 0;
-  // Every worker is gone after a stop: the master may exit.
-  virtual void all_stopped() = 0;
-};
 
 struct SupervisorOptions {
   std::uint64_t graceful_timeout_ms = 30'000;  // a retiring worker is killed after this
   std::uint64_t fast_stop_timeout_ms = 5'000;  // after a fast stop, survivors are killed
   std::uint64_t start_timeout_ms = 10'000;     // a new worker must be ready by then
   std::uint64_t worker_timeout_ms = 30'000;    // a serving worker silent this long is killed
+  // A serving worker silent this long (heartbeats come every second) gets no new
+  // connections until it speaks again or its replacement is ready: its socket's
+  // queue waits for it, the other slots take the new ones.
+  std::uint64_t unresponsive_after_ms = 2'000;
+  // How long a worker whose sockets nobody else will poll keeps accepting after
+  // new traffic has been steered away: long enough for handshakes already begun
+  // on its socket to complete and be accepted.
+  std::uint32_t linger_ms = 300;
   BackoffPolicy backoff;
 };
 
@@ -83,6 +66,10 @@ struct WorkerInfo {
   std::uint64_t last_seen_ms = 0;  // start, ready or last heartbeat
   std::uint64_t kill_due_ms = 0;   // retiring: SIGKILL at this time
   bool killed = false;
+  std::uint64_t request_limit = 0;  // max_requests plus this worker's jitter; 0 = never recycled
+  bool was_ready = false;           // has said it is ready: its signal handlers exist
+  bool reopen_due = false;          // a USR1 came while it was starting: tell it once ready
+  bool drain = false;               // started only to take what is queued on a slot that goes away
 };
 
 // A slot of the serving generation: who fills it, or when it will be filled again.
@@ -92,6 +79,7 @@ struct SlotInfo {
   unsigned failures = 0;            // consecutive; reset once a worker stayed up
   unsigned restarts = 0;            // total, for status; kept across reloads
   pid_t successor = 0;              // recycle: the worker starting to take over this slot
+  bool steered_away = false;        // its worker stopped answering: no new connections until one does
 };
 
 std::string_view to_string(MasterPhase phase);
@@ -99,33 +87,19 @@ std::string_view to_string(WorkerState state);
 
 class Supervisor {
  public:
-  Supervisor(WorkerControl& control, SupervisorOptions options);
+  explicit Supervisor(SupervisorOptions options);
 
-  // Starts generation 1; false if its configuration cannot be prepared.
-  bool start(std::uint64_t now);
-  void reload(std::uint64_t now);
-  // +1 (TTIN) or -1 (TTOU) slot in the serving generation; never below one.
-  void scale(int delta, std::uint64_t now);
-  void worker_ready(pid_t pid, std::uint64_t now);
-  void worker_heartbeat(pid_t pid, std::uint64_t now);
-  // status: exit code if the worker exited, else -1; signal: terminating signal or 0.
-  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now);
-  void stop(StopMode mode, std::uint64_t now);
-  // WINCH: retire every worker gracefully and keep the master (and its sockets); a
-  // reload brings a new generation back.
-  void park(std::uint64_t now);
-  // The serving worker `pid` has used up its request budget (max_requests): start a
-  // successor for its slot; once that is ready the old one retires. Repeated calls
-  // while a successor starts do nothing; a successor that fails is simply retried
-  // at the next call.
-  void recycle(pid_t pid, std::uint64_t now);
-  void tick(std::uint64_t now);
+  // One event at loop time `now`; the effects to carry out, in order. Effects
+  // that ask a question (PrepareGeneration, Spawn) are answered by handing the
+  // result back to handle() as its own event.
+  std::vector<Effect> handle(const Event& event, std::uint64_t now);
 
   MasterPhase phase() const { return phase_; }
   unsigned serving_generation() const { return serving_; }
   unsigned starting_generation() const { return starting_; }
   const std::vector<SlotInfo>& slots() const { return slots_; }
   const std::map<pid_t, WorkerInfo>& workers() const { return workers_; }
+  const CounterLedger& ledger() const { return ledger_; }
   bool reload_pending() const { return reload_pending_; }
   unsigned reloads_ok() const { return reloads_ok_; }
   unsigned reloads_failed() const { return reloads_failed_; }
@@ -136,31 +110,92 @@ class Supervisor {
   unsigned crash_loops() const { return crash_loops_; }
 
  private:
-  bool begin_generation(std::uint64_t now);
+  // Why a Spawn was asked for; the answer (Spawned) is matched against it.
+  enum class SpawnPurpose { fill, successor, generation, drain };
+
+  void on(const event::Start&, std::uint64_t now);
+  void on(const event::Signal& signal, std::uint64_t now);
+  void on(const event::GenerationPrepared& prepared, std::uint64_t now);
+  void on(const event::Spawned& spawned, std::uint64_t now);
+  void on(const event::WorkerMessage& message, std::uint64_t now);
+  void on(const event::ProtocolError& error, std::uint64_t now);
+  void on(const event::Exited& exited, std::uint64_t now);
+  void on(const event::Timer&, std::uint64_t now) { tick(now); }
+
+  void reload(std::uint64_t now);
+  // +1 (TTIN) or -1 (TTOU) slot in the serving generation; never below one.
+  void scale(int delta, std::uint64_t now);
+  void worker_ready(pid_t pid, std::uint64_t now);
+  void worker_heartbeat(pid_t pid, const ipc::Counters& counters, std::uint64_t now);
+  // status: exit code if the worker exited, else -1; signal: terminating signal or 0.
+  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now);
+  void stop(StopMode mode, std::uint64_t now);
+  // WINCH: retire every worker gracefully and keep the master (and its sockets); a
+  // reload brings a new generation back.
+  void park(std::uint64_t now);
+  // USR1: the master reopens its logs, and tells the workers.
+  void reopen_logs();
+  // The serving worker `pid` has used up its request budget (max_requests): start a
+  // successor for its slot; once that is ready the old one retires. Repeated calls
+  // while a successor starts do nothing; a successor that fails is simply retried
+  // at the next call.
+  void recycle(pid_t pid, std::uint64_t now);
+  void tick(std::uint64_t now);
+
+  void begin_generation(std::uint64_t now);
+  void generation_prepared(unsigned generation, GenerationPtr config, std::uint64_t now);
+  void spawn_for_generation(int slot);
   void promote(std::uint64_t now);
   void abandon(const std::string& why, std::uint64_t now);
   void after_reload(std::uint64_t now);
-  void fill_slot(int slot, std::uint64_t now);
+  void fill_slot(int slot);
+  // The serving generation's `slot` goes away with no worker to hand its queue to
+  // (parked, backing off): a worker takes what is queued, then retires with linger,
+  // before the slot's sockets close.
+  void drain_slot(int slot);
+  void spawn(int slot, unsigned generation, SpawnPurpose purpose);
+  bool spawning(unsigned generation, int slot) const { return spawning_.count({generation, slot}) != 0; }
+  void unwanted_spawn(const event::Spawned& spawned, std::uint64_t now);
+  void add_worker(const event::Spawned& spawned, std::uint64_t now);
   void schedule_restart(int slot, std::uint64_t now);
   void retire_worker(WorkerInfo& worker, bool successor, std::uint64_t now);
+  std::uint32_t linger_for(const WorkerInfo& worker, bool successor) const;
   void take_over(WorkerInfo& successor, std::uint64_t now);
   void kill_worker(WorkerInfo& worker, const char* why);
+  // A ready worker of the serving generation that is its slot's worker.
+  bool fills_its_slot(const WorkerInfo& worker) const;
   void check_generation_gone(unsigned generation);
   void check_stopped();
   void rearm_timer();
+  // The serving generation (now `serving_`) and its slot count: apply its
+  // settings and steer its listeners to its slots.
+  void serve();
+  // Emits RetainSockets / Steer when what they would say changed since last
+  // time.
+  void sync_sockets();
+  SocketSet needed_sockets() const;
+  std::vector<SteerGroup> steering() const;
+  int socket_slots() const;
+  void notify(effect::Notify::What what, unsigned generation, bool ok = false, pid_t pid = 0);
+  void reload_finished(bool ok);
   bool stopping() const { return phase_ == MasterPhase::draining || phase_ == MasterPhase::terminating; }
 
-  WorkerControl& control_;
   SupervisorOptions options_;
+  std::vector<Effect> out_;  // the effects of the event being handled
   MasterPhase phase_ = MasterPhase::idle;
-  unsigned serving_ = 0;       // the generation whose slots are filled and restarted
-  unsigned starting_ = 0;      // a reload's generation, until all its workers are ready
+  unsigned serving_ = 0;    // the generation whose slots are filled and restarted
+  unsigned starting_ = 0;   // a reload's generation, until all its workers are ready
+  unsigned preparing_ = 0;  // the generation whose PrepareGeneration is unanswered
   int starting_count_ = 0;
   std::uint64_t start_due_ms_ = 0;
   std::uint64_t starting_since_ms_ = 0;  // when the starting generation began
   unsigned next_generation_ = 1;
+  std::map<unsigned, GenerationPtr> generations_;  // while any of its workers lives
   std::vector<SlotInfo> slots_;
+  int parked_slots_ = 0;  // parked: the serving generation's slots whose sockets are kept
   std::map<pid_t, WorkerInfo> workers_;
+  std::map<std::pair<unsigned, int>, SpawnPurpose> spawning_;  // (generation, slot): Spawn unanswered
+  CounterLedger ledger_;
   bool reload_pending_ = false;
   int scale_pending_ = 0;
   unsigned reloads_ok_ = 0;
@@ -170,6 +205,13 @@ class Supervisor {
   unsigned crash_loops_ = 0;
   std::uint64_t stop_kill_due_ms_ = 0;
   bool stop_killed_ = false;
+  // What was last asked of the master, so that only changes are sent.
+  std::uint64_t timer_due_ms_ = 0;
+  bool timer_known_ = false;
+  SocketSet retained_;
+  bool retained_known_ = false;
+  bool sockets_dirty_ = false;  // a failed prepare or spawn may have left sockets behind
+  std::vector<SteerGroup> steered_;
 };
 
 }  // namespace preforkd

@@ -329,6 +329,77 @@ TEST(Ops, MaxRequestsRecyclesWorkersWithoutLosingARequest) {
   }
 }
 
+// TTIN, WINCH, then HUP back to the config's worker count: connections queued on
+// the extra slot's socket while parked must be served (by a worker started to
+// drain it) before the socket is closed, not reset with it.
+TEST(Ops, ParkedExtraSlotIsDrainedNotResetByTheReloadThatDropsIt) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  const std::string request = "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  constexpr int kCycles = 5;
+  std::size_t sent = 0, answered = 0;
+  for (int cycle = 0; cycle < kCycles; ++cycle) {
+    ASSERT_TRUE(server.signal(SIGTTIN));
+    ASSERT_TRUE(server.wait_log("all 3 workers ready", 10s, static_cast<std::size_t>(cycle + 1))) << server.log();
+    ASSERT_TRUE(server.signal(SIGWINCH));
+    ASSERT_TRUE(server.wait_workers(0, 10s)) << server.log();
+    // Parked: these queue on the three kept sockets, a third on slot 2's.
+    std::vector<int> queued;
+    for (int i = 0; i < 30; ++i) {
+      int fd = connect_tcp("127.0.0.1", server.http_port());
+      if (fd >= 0 && send_all(fd, request)) queued.push_back(fd);
+      else if (fd >= 0) close(fd);
+    }
+    ASSERT_TRUE(server.signal(SIGHUP));
+    for (int fd : queued) {
+      std::string carry;
+      auto r = read_response(fd, &carry, false, 10s);
+      answered += r && r->status == 200;
+      close(fd);
+    }
+    sent += queued.size();
+    ASSERT_TRUE(server.wait_workers(2, 10s)) << server.log();
+  }
+  std::cout << "[ figures  ] " << kCycles << " x (TTIN, WINCH, 30 connections, HUP to 2 workers): " << answered
+            << " of " << sent << " answered\n";
+  EXPECT_EQ(answered, sent) << server.log();
+  EXPECT_GE(sent, static_cast<std::size_t>(kCycles * 25));
+}
+
+// QUIT while a max_requests successor is starting: the master must exit once its
+// workers are gone, whichever of the two exits last (it used to wait forever when
+// the successor was the last). Several rounds, each QUIT sent as soon as a
+// successor is announced.
+TEST(Ops, QuitDuringAMaxRequestsRecycleExitsWithinItsBound) {
+  constexpr int kRounds = 6;
+  int exited = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    Preforkd server({.workers = 2, .graceful_timeout = 2, .top_config = "max_requests = 5\n"});
+    std::string why;
+    ASSERT_TRUE(server.start(10s, &why)) << why;
+    LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
+    bool announced = false;
+    for (int poll = 0; poll < 5000 && !announced; ++poll) {
+      announced = server.log().find("starting successor") != std::string::npos;
+      if (!announced) std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_TRUE(announced) << server.log();
+    ASSERT_TRUE(server.signal(SIGQUIT));
+    // graceful_timeout (2 s) bounds the drain; the rest is slack for a loaded machine.
+    auto code = server.wait_exit(10s);
+    http.stop();
+    const std::string log = server.log();
+    if (!code) {
+      ADD_FAILURE() << "round " << round + 1 << ": the master did not exit within 10 s of QUIT\n" << log;
+      break;
+    }
+    ++exited;
+    EXPECT_EQ(*code, 0) << log;
+  }
+  std::cout << "[ figures  ] " << exited << " of " << kRounds << " masters exited after QUIT during a recycle\n";
+}
+
 // WINCH: the workers stop gracefully, the master stays and keeps its sockets; a
 // connection made meanwhile waits in the backlog and is answered after HUP.
 TEST(Ops, WinchStopsTheWorkersAndHupBringsThemBack) {

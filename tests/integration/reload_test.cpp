@@ -133,6 +133,33 @@ TEST(Reload, AGenerationThatCannotStartIsAbandoned) {
   EXPECT_EQ(r->status, 200);
 }
 
+// A reload to more workers binds the new slot's socket into its listener's
+// reuseport group before any worker polls it. If the reload is then abandoned the
+// socket is closed, and whatever the kernel queued on it meanwhile is reset: a
+// failed reload must change nothing, so the new slot gets no connection before its
+// worker is ready.
+TEST(Reload, AnAbandonedReloadToMoreWorkersResetsNoConnection) {
+  std::string flag = "/tmp/preforkd-itest-crash-grow-" + std::to_string(getpid());
+  Preforkd server({.workers = 2, .crash_if_exists = flag});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  write_file(flag, "");
+  server.set_workers(3);
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 4);
+  constexpr int kReloads = 20;
+  for (int i = 0; i < kReloads; ++i) {
+    ASSERT_TRUE(server.signal(SIGHUP));
+    ASSERT_TRUE(server.wait_log("failed", 5s, static_cast<std::size_t>(i + 1))) << server.log();
+    std::this_thread::sleep_for(20ms);
+  }
+  unlink(flag.c_str());
+  http.stop();
+  std::cout << "[ figures  ] " << kReloads << " abandoned reloads 2 -> 3 workers: http " << http.ok() << " ok / "
+            << http.errors() << " failed\n";
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_GT(http.ok(), 100);
+}
+
 // Reloads sent faster than generations can start are coalesced, never lost: the
 // last one always leads to a generation that serves the file as it was last written.
 // Standard signals do not queue: two HUPs sent before the master runs are one
@@ -155,6 +182,38 @@ TEST(Reload, ReloadsDuringAReloadAreCoalescedNotLost) {
   std::cout << "[ figures  ] second HUP " << (count_of(log, "it will follow") ? "queued behind" : "arrived after")
             << " generation 2's start\n";
   EXPECT_EQ(count_of(log, "reload: starting generation"), 2u) << log;
+}
+
+// A USR1 right behind a HUP finds the new generation's workers starting. A worker
+// signalled before it has installed its handlers dies of it ("exited during start
+// (signal 10)") and fails the reload; it must get its USR1 once it is ready.
+TEST(Reload, ReopenDuringAReloadFailsNoReload) {
+  Preforkd server({.workers = 2});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  constexpr int kRounds = 10;
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_TRUE(server.signal(SIGHUP));
+    std::this_thread::sleep_for(2ms);
+    ASSERT_TRUE(server.signal(SIGUSR1));
+    // Done when promoted or failed; bounded at 10 s a round.
+    bool done = false;
+    for (int poll = 0; poll < 1000 && !done; ++poll) {
+      std::string log = server.log();
+      done = count_of(log, "retiring generation") + count_of(log, "reload to generation") >=
+             static_cast<std::size_t>(i + 1);
+      if (!done) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(done) << "round " << i + 1 << " did not end\n" << server.log();
+  }
+  std::string log = server.log();
+  std::cout << "[ figures  ] " << kRounds << " x (HUP, 2 ms, USR1): " << count_of(log, "retiring generation")
+            << " reloads done, " << count_of(log, "reload to generation") << " failed\n";
+  EXPECT_EQ(count_of(log, "reload to generation"), 0u) << log;
+  EXPECT_EQ(count_of(log, "retiring generation"), static_cast<std::size_t>(kRounds));
+  expect_only_generation(server, kRounds + 1, 2);
+  auto r = http_get(server.http_port(), "/");
+  ASSERT_TRUE(r.has_value());
 }
 
 TEST(Supervision, KilledWorkerUnderLoadIsReplacedQuickly) {
@@ -205,6 +264,79 @@ TEST(Supervision, AStoppedWorkerIsReplacedAfterWorkerTimeout) {
   EXPECT_EQ(std::count(now.begin(), now.end(), victim), 0);
   auto r = http_get(server.http_port(), "/hello.txt");
   ASSERT_TRUE(r && r->status == 200);
+}
+
+pid_t worker_of_slot(const Preforkd& server, int slot) {
+  const std::string needle = std::string("--slot") + '\0' + std::to_string(slot) + '\0';
+  for (pid_t w : server.worker_pids())
+    if (read_file("/proc/" + std::to_string(w) + "/cmdline").find(needle) != std::string::npos) return w;
+  return 0;
+}
+
+// 3 workers under Connection: close load, one stopped (SIGSTOP) for a few seconds:
+// about 2 s after its last heartbeat its slot gets no new connections, so a fresh
+// client is served at full speed by the other two; the connections queued on its
+// socket meanwhile are answered once it continues (SIGCONT), and it is not killed.
+void expect_hung_worker_steered_around(int hung_slot) {
+  Preforkd server({.workers = 3, .worker_timeout = 20});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  const pid_t hung = worker_of_slot(server, hung_slot);
+  ASSERT_GT(hung, 0) << server.log();
+  auto measure = [&](long* errors) {
+    LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 4);
+    std::this_thread::sleep_for(1500ms);
+    http.stop();
+    *errors = http.errors();
+    return http.ok();
+  };
+  long errors_before = 0, errors_during = 0;
+  const long before = measure(&errors_before);
+  ASSERT_EQ(kill(hung, SIGSTOP), 0);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  // Connections made right after the stop: about a third queue on the stopped
+  // worker's socket, nobody else polls it.
+  std::vector<int> early;
+  const std::string request = "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (int i = 0; i < 30; ++i) {
+    int fd = connect_tcp("127.0.0.1", server.http_port());
+    if (fd >= 0 && send_all(fd, request)) early.push_back(fd);
+    else if (fd >= 0) close(fd);
+  }
+  const bool steered = server.wait_log("steering new connections away", 8s);
+  const auto steered_ms =
+      std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - stopped_at).count();
+  const long during = measure(&errors_during);
+  ASSERT_EQ(kill(hung, SIGCONT), 0);
+  const bool back = server.wait_log("answers again", 5s);
+  std::size_t answered = 0;
+  for (int fd : early) {
+    std::string carry;
+    auto r = read_response(fd, &carry, false, 10s);
+    answered += r && r->status == 200;
+    close(fd);
+  }
+  std::cout << "[ figures  ] slot " << hung_slot << " stopped: steered away after " << steered_ms
+            << " ms; fresh client 1.5 s: " << before << " ok before, " << during << " ok / " << errors_during
+            << " failed while stopped; " << answered << " of " << early.size()
+            << " connections queued on it answered after SIGCONT\n";
+  EXPECT_TRUE(steered) << server.log();
+  EXPECT_LT(steered_ms, 6000) << "about 2 s of silence, generous on a loaded machine";
+  EXPECT_EQ(errors_before, 0);
+  EXPECT_EQ(errors_during, 0);
+  EXPECT_GT(during, before / 4) << "new connections must not queue behind the stopped worker";
+  EXPECT_TRUE(back) << server.log();
+  EXPECT_EQ(answered, early.size()) << "nothing queued on the stopped worker's socket is lost";
+  EXPECT_FALSE(process_gone(hung)) << "not killed before worker_timeout";
+}
+
+TEST(Supervision, AStoppedLastSlotGetsNoNewConnectionsAndLosesNone) { expect_hung_worker_steered_around(2); }
+
+// Needs the arbitrary-set steering of branch i10-steering (today's SlotSockets can
+// only steer to the first N slots, so a silent slot 0 keeps receiving): enable at
+// merge, when master.cpp's execute(Steer) passes the set.
+TEST(Supervision, DISABLED_AStoppedFirstSlotGetsNoNewConnectionsAndLosesNone) {
+  expect_hung_worker_steered_around(0);
 }
 
 TEST(Supervision, CrashLoopBacksOffAndRecovers) {

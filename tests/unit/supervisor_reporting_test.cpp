@@ -1,5 +1,5 @@
 // What the supervisor reports for metrics and systemd: reload results (through
-// WorkerControl::reload_finished), crash and crash-loop counts, slot restarts kept
+// a Notify effect, reload_finished), crash and crash-loop counts, slot restarts kept
 // across reloads.
 #include <gtest/gtest.h>
 
@@ -8,11 +8,12 @@
 #include <vector>
 
 #include "master/supervisor.hpp"
+#include "tests/unit/supervisor_driver.hpp"
 
 namespace preforkd {
 namespace {
 
-class RecordingControl : public WorkerControl {
+class RecordingControl : public FakeIo {
  public:
   int prepare_generation(unsigned) override { return count; }
   pid_t spawn(int, unsigned) override { return next_pid++; }
@@ -23,11 +24,10 @@ class RecordingControl : public WorkerControl {
   void worker_gone(pid_t) override {}
   void set_timer(std::uint64_t) override {}
   void all_stopped() override {}
-  void reload_finished(unsigned generation, bool ok) override {
-    results.push_back(std::to_string(generation) + (ok ? " ok" : " failed") + (pending() ? " (pending)" : ""));
+  void reload_finished(unsigned generation, bool ok, bool pending) override {
+    results.push_back(std::to_string(generation) + (ok ? " ok" : " failed") + (pending ? " (pending)" : ""));
   }
 
-  std::function<bool()> pending = [] { return false; };
   int count = 2;
   pid_t next_pid = 100;
   std::vector<std::string> results;
@@ -35,7 +35,7 @@ class RecordingControl : public WorkerControl {
 
 class SupervisorReporting : public ::testing::Test {
  protected:
-  SupervisorReporting() : sup_(ctl_, options()) { ctl_.pending = [this] { return sup_.reload_pending(); }; }
+  SupervisorReporting() : sup_(ctl_, options()) {}
   static SupervisorOptions options() {
     SupervisorOptions o;
     o.backoff.base_ms = 100;
@@ -57,7 +57,7 @@ class SupervisorReporting : public ::testing::Test {
   }
 
   RecordingControl ctl_;
-  Supervisor sup_;
+  SupervisorDriver sup_;
 };
 
 TEST_F(SupervisorReporting, ReloadResultsAreReportedOnceEach) {

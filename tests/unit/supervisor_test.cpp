@@ -1,5 +1,6 @@
 // The supervisor state machine (generations, reloads, scaling, timeouts, stop),
-// driven with a fake WorkerControl that records every call and a fake clock.
+// driven through SupervisorDriver with a fake I/O layer that records every effect
+// and a fake clock.
 #include "master/supervisor.hpp"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "tests/unit/supervisor_driver.hpp"
 
 namespace preforkd {
 namespace {
@@ -38,7 +41,7 @@ struct ServingCall {
   bool operator==(const ServingCall&) const = default;
 };
 
-class FakeControl : public WorkerControl {
+class FakeControl : public FakeIo {
  public:
   int prepare_generation(unsigned generation) override {
     prepared.push_back(generation);
@@ -162,6 +165,8 @@ SupervisorOptions options() {
   o.fast_stop_timeout_ms = kFast;
   o.start_timeout_ms = kStartTimeout;
   o.worker_timeout_ms = kWorkerTimeout;
+  // Steering away from a silent worker has its own tests (supervisor_effects_test).
+  o.unresponsive_after_ms = kWorkerTimeout;
   o.backoff.base_ms = kBase;
   o.backoff.cap_ms = kCap;
   o.backoff.healthy_after_ms = kHealthy;
@@ -204,7 +209,7 @@ class SupervisorTest : public ::testing::Test {
   bool alive(pid_t pid) const { return sup_.workers().count(pid) != 0; }
 
   FakeControl ctl_;
-  Supervisor sup_;
+  SupervisorDriver sup_;
 };
 
 // --- start -----------------------------------------------------------------------
@@ -284,9 +289,11 @@ TEST_F(SupervisorTest, StartRetriesASlotWhoseSpawnFailed) {
   ASSERT_TRUE(sup_.start(0));
   ASSERT_EQ(ctl_.spawns.size(), 3u);
   EXPECT_EQ(ctl_.spawns[0].pid, -1);
-  EXPECT_EQ(ctl_.spawns[1].slot, 0);
-  EXPECT_GT(ctl_.spawns[1].pid, 0);
-  EXPECT_EQ(slot(0).pid, ctl_.spawns[1].pid);
+  // The retry is asked for once the failure is known, after slot 1's spawn.
+  EXPECT_EQ(ctl_.spawns[1].slot, 1);
+  EXPECT_EQ(ctl_.spawns[2].slot, 0);
+  EXPECT_GT(ctl_.spawns[2].pid, 0);
+  EXPECT_EQ(slot(0).pid, ctl_.spawns[2].pid);
   EXPECT_EQ(slot(0).failures, 1u);
   EXPECT_GT(slot(1).pid, 0);
 }
@@ -790,7 +797,10 @@ TEST_F(SupervisorTest, ScaleNeverGoesBelowOne) {
   EXPECT_TRUE(ctl_.events.empty());
 }
 
-TEST_F(SupervisorTest, ScaleDownOfABackingOffSlotRetiresNothing) {
+// The slot has no worker, but its socket may hold queued connections: one worker
+// is started to take them (and retires with linger once ready); the slot is not
+// refilled.
+TEST_F(SupervisorTest, ScaleDownOfABackingOffSlotDrainsItsQueueOnce) {
   start_ready(2, 0);
   sup_.worker_exited(slot(1).pid, 1, 0, 10);
   sup_.worker_exited(slot(1).pid, 1, 0, 20);
@@ -799,8 +809,14 @@ TEST_F(SupervisorTest, ScaleDownOfABackingOffSlotRetiresNothing) {
   sup_.scale(-1, 30);
   EXPECT_EQ(ctl_.servings, (std::vector<ServingCall>{{1, 1}}));
   EXPECT_TRUE(ctl_.retires.empty());
+  ASSERT_EQ(ctl_.spawns.size(), 1u);
+  EXPECT_EQ(ctl_.spawns[0].slot, 1);
+  const pid_t drainer = ctl_.spawns[0].pid;
   sup_.tick(20 + kBase);  // its restart is no longer due: the slot is gone
-  EXPECT_TRUE(ctl_.spawns.empty());
+  EXPECT_EQ(ctl_.spawns.size(), 1u);
+  sup_.worker_ready(drainer, 40);
+  EXPECT_EQ(ctl_.retires, (std::vector<RetireCall>{{drainer, false}}));
+  EXPECT_EQ(sup_.slots().size(), 1u);
 }
 
 TEST_F(SupervisorTest, ScaleDuringReloadIsAppliedAfterPromotion) {
