@@ -169,7 +169,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
     }
     auto worker = std::make_unique<WorkerProcess>(loop_, *this);
     ipc::Start start{generation, static_cast<std::uint32_t>(slot), gen.config.source_path, gen.text, {}};
-    pid_t pid = worker->spawn(exe_, std::move(start), fds);
+    pid_t pid = worker->spawn(std::move(start), fds);
     if (pid <= 0) {
       collect_sockets();
       return pid;
@@ -409,7 +409,7 @@ class Master final : public WorkerControl, public WorkerProcess::Events {
   uv_loop_t* loop_;
   Generation initial_;
   std::string current_error_log_ = initial_.config.log.error_log;
-  std::string exe_;
+  std::string exe_;  // the path we were started from: what USR2 runs (workers run our own image)
   Supervisor supervisor_;
   UvHandle<uv_timer_t> timer_;
   std::vector<UvHandle<uv_signal_t>> signals_;

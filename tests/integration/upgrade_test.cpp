@@ -154,6 +154,56 @@ TEST(Upgrade, RetryAfterAFailedUpgradeSucceedsUnderLoad) {
   expect_settled(server, new_master, 2);
 }
 
+// Workers run the master's own image, not whatever file is at its path now: a new
+// binary installed ahead of USR2 must not leak into respawns, reloads or scaling.
+// USR2 is the one thing that deliberately runs the file at the path.
+TEST(Upgrade, WorkersRunTheMastersImageNotTheFileAtItsPath) {
+  char dir_template[] = "/tmp/preforkd-bin-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  std::string dir = dir_template;
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { run_command("rm -rf '" + dir + "'"); }
+  } cleanup{dir};
+  std::string binary = dir + "/preforkd", marker = dir + "/impostor-ran";
+  auto install = [&](const std::string& from) {  // as install(1) does: a new inode renamed over the path
+    ASSERT_EQ(run_command("cp '" + from + "' '" + binary + ".new' && chmod 755 '" + binary + ".new' && mv '" +
+                          binary + ".new' '" + binary + "'"),
+              0);
+  };
+  install(PREFORKD_BINARY);
+  write_file(dir + "/impostor", "#!/bin/sh\necho \"$@\" >> '" + marker + "'\nexit 1\n");
+
+  Preforkd server({.workers = 2, .binary = binary});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  install(dir + "/impostor");
+
+  ASSERT_TRUE(server.signal(SIGHUP));
+  ASSERT_TRUE(server.wait_log("generation 2: all 2 workers ready", 10s)) << server.log();
+  pid_t victim = server.worker_pids().at(0);
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(server.wait_log("of generation 2 ready", 10s, 3)) << server.log();
+  ASSERT_TRUE(server.signal(SIGTTIN));
+  ASSERT_TRUE(server.wait_log("of generation 2 ready", 10s, 4)) << server.log();
+  EXPECT_FALSE(exists(marker)) << "a worker was started from the file now at the path:\n" << read_file(marker);
+  expect_settled(server, server.master_pid(), 3);
+
+  // USR2 runs the impostor, which fails: the old master keeps serving.
+  ASSERT_TRUE(server.signal(SIGUSR2));
+  ASSERT_TRUE(server.wait_log("upgrade failed", 5s)) << server.log();
+  EXPECT_NE(read_file(marker).find("--upgrade-from"), std::string::npos) << "USR2 ran the file at the path";
+  expect_settled(server, server.master_pid(), 3);
+
+  install(PREFORKD_BINARY);
+  pid_t old_master = server.master_pid();
+  ASSERT_TRUE(server.signal(SIGUSR2));
+  pid_t new_master = wait_handed_over(server);
+  ASSERT_GT(new_master, 0) << server.log();
+  EXPECT_NE(new_master, old_master);
+  expect_settled(server, new_master, 2);  // the new master starts the config's count
+}
+
 // A second USR2 while the first upgrade is in progress is refused with a log line;
 // the master survives and the first upgrade completes.
 TEST(Upgrade, SecondUsr2DuringAnUpgradeIsRefused) {
