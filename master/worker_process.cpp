@@ -37,7 +37,9 @@ WorkerProcess::WorkerProcess(uv_loop_t* loop, Events& events)
     : loop_(loop), events_(events), process_(this), pipe_(this) {}
 
 pid_t WorkerProcess::spawn(ipc::Start start, const std::vector<int>& listener_fds) {
-  int rc = uv_pipe_init(loop_, pipe_.get(), /*ipc=*/1);
+  // A plain pipe, not an ipc one: listener fds reach the worker by inheritance
+  // (below), and nothing is ever passed over the pipe, so the master accepts none.
+  int rc = uv_pipe_init(loop_, pipe_.get(), /*ipc=*/0);
   if (rc != 0) {
     PF_LOG_ERROR("uv_pipe_init: %s", uv_strerror(rc));
     return rc;
