@@ -8,9 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <functional>
 #include <regex>
-#include <set>
 #include <thread>
 
 #include "tests/integration/harness.hpp"
@@ -204,10 +203,9 @@ TEST(Upgrade, WorkersRunTheMastersImageNotTheFileAtItsPath) {
   expect_settled(server, new_master, 2);  // the new master starts the config's count
 }
 
-// A second USR2 while the first upgrade is in progress is refused with a log line;
-// the master survives and the first upgrade completes.
-TEST(Upgrade, SecondUsr2DuringAnUpgradeIsRefused) {
-  Preforkd server({.workers = 2});
+// Starts the server, sends USR2 and runs `action` while the new master is held
+// mid-start; then lets the upgrade complete and checks that it did.
+void during_an_upgrade(Preforkd& server, const std::function<void()>& action) {
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
   ASSERT_TRUE(server.signal(SIGUSR2));
@@ -215,14 +213,24 @@ TEST(Upgrade, SecondUsr2DuringAnUpgradeIsRefused) {
   ASSERT_GT(successor, 0) << server.log();
   Frozen hold(successor);
   ASSERT_TRUE(hold.frozen());
-  ASSERT_TRUE(server.signal(SIGUSR2));
-  ASSERT_TRUE(server.wait_log("upgrade: refused", 5s)) << server.log();
-  EXPECT_FALSE(process_gone(server.master_pid())) << server.log();
-  EXPECT_EQ(count_of(server.log(), "upgrade: new master "), 1u) << server.log();
+  action();
+  if (::testing::Test::HasFatalFailure()) return;
   hold.thaw();
   pid_t new_master = wait_handed_over(server);
   EXPECT_EQ(new_master, successor) << server.log();
   expect_settled(server, new_master, 2);
+}
+
+// A second USR2 while the first upgrade is in progress is refused with a log line;
+// the master survives and the first upgrade completes.
+TEST(Upgrade, SecondUsr2DuringAnUpgradeIsRefused) {
+  Preforkd server({.workers = 2});
+  during_an_upgrade(server, [&] {
+    ASSERT_TRUE(server.signal(SIGUSR2));
+    ASSERT_TRUE(server.wait_log("upgrade: refused", 5s)) << server.log();
+    EXPECT_FALSE(process_gone(server.master_pid())) << server.log();
+    EXPECT_EQ(count_of(server.log(), "upgrade: new master "), 1u) << server.log();
+  });
 }
 
 // HUP to the old master while its successor starts: refused with a log line (the
@@ -230,40 +238,22 @@ TEST(Upgrade, SecondUsr2DuringAnUpgradeIsRefused) {
 // upgrade completes.
 TEST(Upgrade, HupToTheOldMasterDuringAnUpgradeIsRefused) {
   Preforkd server({.workers = 2});
-  std::string why;
-  ASSERT_TRUE(server.start(10s, &why)) << why;
-  ASSERT_TRUE(server.signal(SIGUSR2));
-  pid_t successor = successor_of(server);
-  ASSERT_GT(successor, 0) << server.log();
-  Frozen hold(successor);
-  ASSERT_TRUE(hold.frozen());
-  ASSERT_TRUE(server.signal(SIGHUP));
-  ASSERT_TRUE(server.wait_log("reload: refused", 5s)) << server.log();
-  EXPECT_EQ(count_of(server.log(), "reload: starting generation"), 0u) << server.log();
-  hold.thaw();
-  pid_t new_master = wait_handed_over(server);
-  EXPECT_EQ(new_master, successor) << server.log();
-  expect_settled(server, new_master, 2);
+  during_an_upgrade(server, [&] {
+    ASSERT_TRUE(server.signal(SIGHUP));
+    ASSERT_TRUE(server.wait_log("reload: refused", 5s)) << server.log();
+    EXPECT_EQ(count_of(server.log(), "reload: starting generation"), 0u) << server.log();
+  });
 }
 
 // USR1 during an upgrade: the old master reopens its logs and tells its workers,
 // as at any other time; the upgrade is not disturbed.
 TEST(Upgrade, Usr1DuringAnUpgradeReopensLogs) {
   Preforkd server({.workers = 2});
-  std::string why;
-  ASSERT_TRUE(server.start(10s, &why)) << why;
-  ASSERT_TRUE(server.signal(SIGUSR2));
-  pid_t successor = successor_of(server);
-  ASSERT_GT(successor, 0) << server.log();
-  Frozen hold(successor);
-  ASSERT_TRUE(hold.frozen());
-  ASSERT_TRUE(server.signal(SIGUSR1));
-  ASSERT_TRUE(server.wait_log("logs reopened; telling 2 worker(s)", 5s)) << server.log();
-  ASSERT_TRUE(server.wait_log("logs reopened", 5s, 3)) << "both old workers reopen too\n" << server.log();
-  hold.thaw();
-  pid_t new_master = wait_handed_over(server);
-  EXPECT_EQ(new_master, successor) << server.log();
-  expect_settled(server, new_master, 2);
+  during_an_upgrade(server, [&] {
+    ASSERT_TRUE(server.signal(SIGUSR1));
+    ASSERT_TRUE(server.wait_log("logs reopened; telling 2 worker(s)", 5s)) << server.log();
+    ASSERT_TRUE(server.wait_log("logs reopened", 5s, 3)) << "both old workers reopen too\n" << server.log();
+  });
 }
 
 // QUIT to the old master before the new one is ready is a graceful stop, as at any
