@@ -54,21 +54,35 @@ pid_t successor_of(const Preforkd& server, std::size_t nth = 1) {
   return pids.size() >= nth ? pids[nth - 1] : 0;
 }
 
-// Freezes the new master (SIGSTOP) so that "while the new one is still starting"
-// is a state the test holds, not a race it hopes to win; thawed on scope exit.
-class Frozen {
+// Holds the next USR2's new master before it starts, so that "while the new one
+// is still starting" is a state the test holds, not a race it hopes to win. The
+// master runs from a copy of the build; hold() installs at that path a script
+// that waits while a hold file exists, then execs the build (same pid, args,
+// environment and inherited sockets).
+class HeldUpgrade {
  public:
-  explicit Frozen(pid_t pid) : pid_(pid) { frozen_ = pid > 0 && kill(pid, SIGSTOP) == 0; }
-  ~Frozen() { thaw(); }
-  bool frozen() const { return frozen_; }
-  void thaw() {
-    if (frozen_) kill(pid_, SIGCONT);
-    frozen_ = false;
+  HeldUpgrade() {
+    char dir_template[] = "/tmp/preforkd-held-XXXXXX";
+    if (mkdtemp(dir_template)) dir_ = dir_template;
+    binary_ = dir_ + "/preforkd";
+    run_command("cp '" PREFORKD_BINARY "' '" + binary_ + "'");
   }
+  ~HeldUpgrade() {
+    release();
+    run_command("rm -rf '" + dir_ + "'");
+  }
+  const std::string& binary() const { return binary_; }
+  bool hold() {
+    write_file(dir_ + "/hold", "");
+    // Bounded: the script gives up holding after 30 s whatever the test does.
+    write_file(binary_ + ".new", "#!/bin/sh\nn=0\nwhile [ -e '" + dir_ + "/hold' ] && [ $n -lt 3000 ]; do "
+                                 "sleep 0.01; n=$((n+1)); done\nexec '" PREFORKD_BINARY "' \"$@\"\n");
+    return run_command("chmod 755 '" + binary_ + ".new' && mv '" + binary_ + ".new' '" + binary_ + "'") == 0;
+  }
+  void release() { ::unlink((dir_ + "/hold").c_str()); }
 
  private:
-  pid_t pid_;
-  bool frozen_ = false;
+  std::string dir_, binary_;
 };
 
 // Completes an upgrade whose old master was asked to go: returns the new master.
@@ -204,18 +218,19 @@ TEST(Upgrade, WorkersRunTheMastersImageNotTheFileAtItsPath) {
 }
 
 // Starts the server, sends USR2 and runs `action` while the new master is held
-// mid-start; then lets the upgrade complete and checks that it did.
-void during_an_upgrade(Preforkd& server, const std::function<void()>& action) {
+// before it starts; then lets the upgrade complete and checks that it did.
+void during_an_upgrade(const std::function<void(Preforkd&)>& action) {
+  HeldUpgrade held;
+  Preforkd server({.workers = 2, .binary = held.binary()});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
+  ASSERT_TRUE(held.hold());
   ASSERT_TRUE(server.signal(SIGUSR2));
   pid_t successor = successor_of(server);
   ASSERT_GT(successor, 0) << server.log();
-  Frozen hold(successor);
-  ASSERT_TRUE(hold.frozen());
-  action();
+  action(server);
   if (::testing::Test::HasFatalFailure()) return;
-  hold.thaw();
+  held.release();
   pid_t new_master = wait_handed_over(server);
   EXPECT_EQ(new_master, successor) << server.log();
   expect_settled(server, new_master, 2);
@@ -224,8 +239,7 @@ void during_an_upgrade(Preforkd& server, const std::function<void()>& action) {
 // A second USR2 while the first upgrade is in progress is refused with a log line;
 // the master survives and the first upgrade completes.
 TEST(Upgrade, SecondUsr2DuringAnUpgradeIsRefused) {
-  Preforkd server({.workers = 2});
-  during_an_upgrade(server, [&] {
+  during_an_upgrade([](Preforkd& server) {
     ASSERT_TRUE(server.signal(SIGUSR2));
     ASSERT_TRUE(server.wait_log("upgrade: refused", 5s)) << server.log();
     EXPECT_FALSE(process_gone(server.master_pid())) << server.log();
@@ -237,8 +251,7 @@ TEST(Upgrade, SecondUsr2DuringAnUpgradeIsRefused) {
 // successor read the config itself, and the pid file already names it); the
 // upgrade completes.
 TEST(Upgrade, HupToTheOldMasterDuringAnUpgradeIsRefused) {
-  Preforkd server({.workers = 2});
-  during_an_upgrade(server, [&] {
+  during_an_upgrade([](Preforkd& server) {
     ASSERT_TRUE(server.signal(SIGHUP));
     ASSERT_TRUE(server.wait_log("reload: refused", 5s)) << server.log();
     EXPECT_EQ(count_of(server.log(), "reload: starting generation"), 0u) << server.log();
@@ -248,8 +261,7 @@ TEST(Upgrade, HupToTheOldMasterDuringAnUpgradeIsRefused) {
 // USR1 during an upgrade: the old master reopens its logs and tells its workers,
 // as at any other time; the upgrade is not disturbed.
 TEST(Upgrade, Usr1DuringAnUpgradeReopensLogs) {
-  Preforkd server({.workers = 2});
-  during_an_upgrade(server, [&] {
+  during_an_upgrade([](Preforkd& server) {
     ASSERT_TRUE(server.signal(SIGUSR1));
     ASSERT_TRUE(server.wait_log("logs reopened; telling 2 worker(s)", 5s)) << server.log();
     ASSERT_TRUE(server.wait_log("logs reopened", 5s, 3)) << "both old workers reopen too\n" << server.log();
@@ -262,27 +274,27 @@ TEST(Upgrade, Usr1DuringAnUpgradeReopensLogs) {
 // backlog and are answered once the new workers are ready. The new master then
 // finds its parent gone and signals nobody.
 TEST(Upgrade, QuitToTheOldMasterBeforeTheNewOneIsReadyLosesNothing) {
-  Preforkd server({.workers = 2});
+  HeldUpgrade held;
+  Preforkd server({.workers = 2, .binary = held.binary()});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
   LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 2);
   std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(held.hold());
   ASSERT_TRUE(server.signal(SIGUSR2));
   pid_t successor = successor_of(server);
   ASSERT_GT(successor, 0) << server.log();
-  Frozen hold(successor);
-  ASSERT_TRUE(hold.frozen());
   EXPECT_EQ(count_of(server.log(), "upgrade: serving"), 0u) << "the new master was ready already\n" << server.log();
   ASSERT_TRUE(server.signal(SIGQUIT));
   EXPECT_EQ(server.wait_exit(15s), std::optional<int>(0)) << server.log();
   long before_thaw = http.ok();
   std::this_thread::sleep_for(300ms);  // connections queue in the new master's sockets
-  hold.thaw();
+  held.release();
   ASSERT_TRUE(server.wait_log("upgrade: serving", 10s)) << server.log();
   std::this_thread::sleep_for(300ms);
   http.stop();
   std::cout << "[ figures  ] USR2, QUIT to the old master before the new one is ready: http " << http.ok()
-            << " ok (" << before_thaw << " before the new master ran on) / " << http.errors() << " failed\n";
+            << " ok (" << before_thaw << " before the new master was let start) / " << http.errors() << " failed\n";
   EXPECT_EQ(http.errors(), 0) << http.error_sample();
   EXPECT_TRUE(server.wait_log("the old master " + std::to_string(server.master_pid()) + " is gone", 1s))
       << server.log();
