@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <utility>
 
 #include "common/log.hpp"
 #include "master/worker_process.hpp"
@@ -109,8 +110,10 @@ void Upgrade::on_exit(uv_process_t* process, int64_t status, int signal) {
   restore_pid_file(self->pid_file_);
   PF_LOG_ERROR("upgrade failed: new master %d exited (%s %d); this master keeps serving", static_cast<int>(self->pid_),
                signal ? "signal" : "status", signal ? signal : static_cast<int>(status));
-  // Last statement: the owner destroys us inside this call.
-  self->failed_();
+  // The owner destroys us inside this call: the callback runs from the stack, not
+  // from the member it would destroy.
+  auto failed = std::move(self->failed_);
+  failed();
 }
 
 void hand_over_from(pid_t old_master) {

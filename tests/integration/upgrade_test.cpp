@@ -194,7 +194,8 @@ TEST(Upgrade, WorkersRunTheMastersImageNotTheFileAtItsPath) {
 
   ASSERT_TRUE(server.signal(SIGHUP));
   ASSERT_TRUE(server.wait_log("generation 2: all 2 workers ready", 10s)) << server.log();
-  pid_t victim = server.worker_pids().at(0);
+  ASSERT_TRUE(server.wait_workers(2, 10s)) << "generation 1 did not retire\n" << server.log();
+  pid_t victim = server.worker_pids().at(0);  // of generation 2
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   ASSERT_TRUE(server.wait_log("of generation 2 ready", 10s, 3)) << server.log();
   ASSERT_TRUE(server.signal(SIGTTIN));
