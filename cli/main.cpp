@@ -2,6 +2,7 @@
 // master (-s), show it (status), or — when the master spawns us with --worker —
 // run as a worker.
 #include <CLI/CLI.hpp>
+#include <sys/prctl.h>
 
 #include <cstdio>
 #include <cstring>
@@ -63,7 +64,12 @@ int main(int argc, char** argv) {
   app.add_option("--upgrade-from", upgrade_from)->group("");
   CLI11_PARSE(app, argc, argv);
 
-  if (worker) return preforkd::run_worker(kWorkerIpcFd, master_pid);
+  if (worker) {
+    // Exec'd as /proc/self/exe (see master/worker_process.cpp), which would make the
+    // name top, pgrep and /proc/PID/comm show "exe".
+    prctl(PR_SET_NAME, "preforkd");
+    return preforkd::run_worker(kWorkerIpcFd, master_pid);
+  }
 
   preforkd::Config config;
   std::string text;

@@ -42,12 +42,24 @@ void set_identity(std::string role, int slot, unsigned generation) {
 
 void set_level(LogLevel level) { g_level = level; }
 
+int open_file(const std::string& path, std::string* error) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 && error) {
+    // ELOOP is what O_NOFOLLOW reports for a link; say so, not "too many levels".
+    *error = path + ": " +
+             (errno == ELOOP ? std::string("is a symbolic link; not followed (log files are opened as root)")
+                             : std::string(std::strerror(errno)));
+  }
+  return fd;
+}
+
 bool open(const std::string& target, std::string* error) {
   int fd = STDERR_FILENO;
   if (target != "stderr") {
-    fd = ::open(target.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    std::string why;
+    fd = open_file(target, &why);
     if (fd < 0) {
-      if (error) *error = "open " + target + ": " + std::strerror(errno);
+      if (error) *error = "open " + why;
       return false;
     }
   }

@@ -16,8 +16,15 @@ namespace log {
 // Set once per process. Role is "master" or "worker".
 void set_identity(std::string role, int slot = -1, unsigned generation = 0);
 void set_level(LogLevel level);
-// "stderr" or a path opened with O_APPEND|O_CREAT. Returns false and leaves stderr on error.
+// "stderr" or a path opened with open_file(). Returns false and leaves stderr on error.
 bool open(const std::string& target, std::string* error);
+
+// Opens a log file for appending, created 0644 if missing. Log files are opened as
+// root (master, and workers before they drop privileges) in directories often
+// writable by the workers' user, so a symbolic link as the last component is
+// refused rather than followed (nginx's CVE-2016-1247). Returns the fd, or -1
+// with *error = "PATH: why".
+int open_file(const std::string& path, std::string* error);
 
 void write(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -28,13 +28,12 @@
 #include "master/pid_file.hpp"
 #include "master/slot_sockets.hpp"
 #include "master/supervisor.hpp"
+#include "master/upgrade.hpp"
 #include "master/worker_process.hpp"
 
 namespace preforkd {
 namespace {
 
-// How a master hands its slot sockets to the master that replaces it (USR2).
-constexpr const char* kInheritedSocketsEnv = "PREFORKD_INHERITED_SOCKETS";
 
 SupervisorOptions supervisor_options(const Config& config) {
   SupervisorOptions options;
@@ -51,7 +50,6 @@ class Master final : public WorkerProcess::Events {
         supervisor_(supervisor_options(config)),
         timer_(this),
         upgrade_from_(upgrade_from),
-        successor_(this),
         observability_(loop, supervisor_) {}
 
   int run() {
@@ -134,6 +132,9 @@ class Master final : public WorkerProcess::Events {
 
   void execute(const effect::ApplyConfig& apply) {
     const Config& config = apply.config->config;
+    // A listener the serving generation no longer has stops taking new
+    // handshakes now; the old workers accept what completed, freeze and close it.
+    sockets_.refuse_removed(config.listeners);
     prepare_log_files(config);
     if (apply.generation != 1) {
       log::set_level(config.log.level);
@@ -162,17 +163,9 @@ class Master final : public WorkerProcess::Events {
   // reload's or a new slot's) must not receive before the supervisor says so, so
   // what it last asked for is applied again whenever sockets were created.
   void apply_steering() {
-    // Today's SlotSockets steers a group to its first N sockets only. A set with a
-    // hole (a silent slot that is not the last) cannot be said that way: then every
-    // slot up to the highest keeps receiving. Replaced by the arbitrary-set steering
-    // of branch i10-steering at merge.
-    for (const SteerGroup& group : steering_.groups) {
-      if (group.slots.empty()) continue;
-      int first = 0;
-      while (group.slots.count(first)) ++first;
-      int highest = *group.slots.rbegin();
-      sockets_.steer({group.listener}, first == static_cast<int>(group.slots.size()) ? first : highest + 1);
-    }
+    for (const SteerGroup& group : steering_.groups)
+      if (!group.slots.empty())
+        sockets_.steer(group.listener, std::vector<int>(group.slots.begin(), group.slots.end()));
   }
 
   void execute(const effect::ArmTimer& arm) {
@@ -262,7 +255,7 @@ class Master final : public WorkerProcess::Events {
     apply_steering();
     auto worker = std::make_unique<WorkerProcess>(loop_, *this);
     ipc::Start start{generation, static_cast<std::uint32_t>(slot), gen.config.source_path, gen.text, {}};
-    pid_t pid = worker->spawn(exe_, std::move(start), fds);
+    pid_t pid = worker->spawn(std::move(start), fds);
     if (pid <= 0) return pid;
     workers_[pid] = std::move(worker);
     set_nice(pid, kStartingNice);
@@ -278,9 +271,7 @@ class Master final : public WorkerProcess::Events {
     // Before QUIT to the old master: MAINPID moves first.
     observability_.generation_ready();
     if (upgrade_from_ == 0) return;
-    // The binary upgrade is complete: the old master may drain and go.
-    PF_LOG_NOTICE("upgrade: serving; asking the old master %d to stop gracefully", static_cast<int>(upgrade_from_));
-    signal(upgrade_from_, SIGQUIT);
+    hand_over_from(upgrade_from_);  // the binary upgrade is complete: the old master may drain and go
     upgrade_from_ = 0;
   }
 
@@ -335,14 +326,14 @@ class Master final : public WorkerProcess::Events {
   static void on_signal(uv_signal_t* handle, int signum) {
     auto* self = owner_of<Master>(handle);
     PF_LOG_INFO("received %s", strsignal(signum));
+    if (self->upgrade_ && !self->upgrade_->allows(signum)) return;
     switch (signum) {
       case SIGHUP: self->observability_.reload_requested(); break;
       case SIGQUIT:
       case SIGTERM:
       case SIGINT:
         // A QUIT while our successor (USR2) runs is its hand-over: it is systemd's main pid now.
-        self->observability_.stopping(
-            /*handed_over=*/static_cast<bool>(self->successor_));
+        self->observability_.stopping(/*handed_over=*/self->upgrade_ != nullptr);
         break;
       case SIGUSR2: self->start_upgrade(); return;
       default: break;
@@ -356,85 +347,25 @@ class Master final : public WorkerProcess::Events {
     observability_.close();
     timer_.reset();
     for (auto& s : signals_) s.reset();
-    successor_.reset();  // closing the handle does not touch the new master itself
+    upgrade_.reset();  // closing its handle does not touch the new master itself
   }
 
-  // USR2, as nginx does it: re-execute the binary (possibly replaced on disk) as a
-  // new master that inherits every slot socket, so not one listener closes. The pid
-  // file moves to PID_FILE.oldbin meanwhile. The new master starts its workers on
-  // the same sockets and, once they are ready, sends us QUIT; if it dies first, the
-  // pid file is restored and this master simply keeps serving.
+  // USR2: see master/upgrade.cpp. A second one while this runs is refused by allows().
   void start_upgrade() {
-    if (successor_ || supervisor_.phase() != MasterPhase::running) {
-      PF_LOG_WARN("upgrade: not now (%s)", successor_ ? "one is in progress" : "not running");
+    if (supervisor_.phase() != MasterPhase::running) {
+      PF_LOG_WARN("upgrade: not now (not running)");
       return;
     }
-    const std::string& pid_file = initial_.config.pid_file;
-    std::string oldbin = pid_file + ".oldbin";
-    if (::rename(pid_file.c_str(), oldbin.c_str()) != 0) {
-      PF_LOG_ERROR("upgrade: rename %s: %s", pid_file.c_str(), std::strerror(errno));
-      return;
-    }
-    constexpr int kFirstFd = 3;
-    std::vector<int> fds;
-    std::string inherited = std::string(kInheritedSocketsEnv) + "=" + sockets_.describe_for_upgrade(kFirstFd, &fds);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e; ++e)
-      if (std::strncmp(*e, inherited.c_str(), std::strlen(kInheritedSocketsEnv) + 1) != 0) env_strings.push_back(*e);
-    env_strings.push_back(inherited);
-    // We took NOTIFY_SOCKET out of our environment (for the workers); the successor
-    // needs it to send MAINPID= and READY=1 when it takes over.
-    if (!observability_.notify_socket().empty())
-      env_strings.push_back("NOTIFY_SOCKET=" + observability_.notify_socket());
-    std::vector<char*> env;
-    for (auto& e : env_strings) env.push_back(e.data());
-    env.push_back(nullptr);
-    std::string self_pid = std::to_string(getpid());
-    std::string config_path = initial_.config.source_path;
-    const char* args[] = {exe_.c_str(), "-c", config_path.c_str(), "--upgrade-from", self_pid.c_str(), nullptr};
-    std::vector<uv_stdio_container_t> stdio(kFirstFd);
-    stdio[0].flags = UV_IGNORE;
-    for (int fd = 1; fd < kFirstFd; ++fd) {
-      stdio[fd].flags = UV_INHERIT_FD;
-      stdio[fd].data.fd = fd;
-    }
-    inherit_fds(stdio, kFirstFd, fds);
-    uv_process_options_t options{};
-    options.file = exe_.c_str();
-    options.args = const_cast<char**>(args);
-    options.env = env.data();
-    options.stdio = stdio.data();
-    options.stdio_count = static_cast<int>(stdio.size());
-    options.exit_cb = on_successor_exit;
-    int rc = uv_spawn(loop_, successor_.get(), &options);
-    successor_.mark_initialized();
-    if (rc != 0) {
-      PF_LOG_ERROR("upgrade: uv_spawn %s: %s", exe_.c_str(), uv_strerror(rc));
-      successor_.reset();
-      ::rename(oldbin.c_str(), pid_file.c_str());
-      return;
-    }
-    PF_LOG_NOTICE("upgrade: new master %d started from %s with %zu socket(s)", successor_.get()->pid, exe_.c_str(),
-                  fds.size());
-  }
-
-  static void on_successor_exit(uv_process_t* process, int64_t status, int signal) {
-    auto* self = owner_of<Master>(process);
-    if (!self) return;
-    // The pid file first: once the line below is logged, the pid file must already
-    // name this master again (scripts, and the test, act on the log line).
-    const std::string& pid_file = self->initial_.config.pid_file;
-    if (::rename((pid_file + ".oldbin").c_str(), pid_file.c_str()) != 0)
-      PF_LOG_ERROR("upgrade: rename %s.oldbin back: %s", pid_file.c_str(), std::strerror(errno));
-    PF_LOG_ERROR("upgrade failed: new master %d exited (%s %d); this master keeps serving", process->pid,
-                 signal ? "signal" : "status", signal ? signal : static_cast<int>(status));
-    self->successor_.reset();
+    Upgrade::Request request{exe_, initial_.config.source_path, initial_.config.pid_file,
+                             observability_.notify_socket(), "", {}};
+    request.sockets = sockets_.describe_for_upgrade(kFirstInheritedFd, &request.fds);
+    upgrade_ = Upgrade::start(loop_, request, [this] { upgrade_.reset(); });
   }
 
   uv_loop_t* loop_;
   GenerationConfig initial_;
   std::string current_error_log_ = initial_.config.log.error_log;
-  std::string exe_;
+  std::string exe_;  // the path we were started from: what USR2 runs (workers run our own image)
   Supervisor supervisor_;
   UvHandle<uv_timer_t> timer_;
   std::vector<UvHandle<uv_signal_t>> signals_;
@@ -446,7 +377,7 @@ class Master final : public WorkerProcess::Events {
   int exit_code_ = 0;
   std::mt19937_64 random_{std::random_device{}()};
   pid_t upgrade_from_;                // the master we replace, until we serve
-  UvHandle<uv_process_t> successor_;  // the master replacing us (USR2)
+  std::unique_ptr<Upgrade> upgrade_;  // the attempt to replace us (USR2), while it runs
   Observability observability_;       // admin endpoint, systemd notify
 };
 

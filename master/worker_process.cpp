@@ -1,4 +1,4 @@
-// Spawning workers with uv_spawn: fork+exec of our own binary gives each worker a
+// Spawning workers with uv_spawn: fork+exec of our own image gives each worker a
 // clean process (no inherited master loop, signal handlers or fds beyond the ones
 // named here), and libuv reaps it on SIGCHLD and calls on_exit.
 #include "master/worker_process.hpp"
@@ -11,6 +11,15 @@
 #include "common/log.hpp"
 
 namespace preforkd {
+namespace {
+
+// The image this master runs, not the file now at its path: a binary installed
+// ahead of USR2 must not reach respawns, reloads or scaling (nginx forks itself
+// for the same reason). Exec'd in the forked child, /proc/self/exe still names
+// the parent's image, even after the file was replaced or deleted.
+constexpr const char* kOwnImage = "/proc/self/exe";
+
+}  // namespace
 
 std::vector<std::int32_t> inherit_fds(std::vector<uv_stdio_container_t>& stdio, int first,
                                       const std::vector<int>& fds) {
@@ -27,8 +36,10 @@ std::vector<std::int32_t> inherit_fds(std::vector<uv_stdio_container_t>& stdio, 
 WorkerProcess::WorkerProcess(uv_loop_t* loop, Events& events)
     : loop_(loop), events_(events), process_(this), pipe_(this) {}
 
-pid_t WorkerProcess::spawn(const std::string& exe, ipc::Start start, const std::vector<int>& listener_fds) {
-  int rc = uv_pipe_init(loop_, pipe_.get(), /*ipc=*/1);
+pid_t WorkerProcess::spawn(ipc::Start start, const std::vector<int>& listener_fds) {
+  // A plain pipe, not an ipc one: listener fds reach the worker by inheritance
+  // (below), and nothing is ever passed over the pipe, so the master accepts none.
+  int rc = uv_pipe_init(loop_, pipe_.get(), /*ipc=*/0);
   if (rc != 0) {
     PF_LOG_ERROR("uv_pipe_init: %s", uv_strerror(rc));
     return rc;
@@ -53,7 +64,7 @@ pid_t WorkerProcess::spawn(const std::string& exe, ipc::Start start, const std::
   start.listener_fds = inherit_fds(stdio, kFirstListenerFd, listener_fds);
 
   uv_process_options_t options{};
-  options.file = exe.c_str();
+  options.file = kOwnImage;
   options.args = const_cast<char**>(args);
   options.exit_cb = on_exit;
   options.stdio = stdio.data();
@@ -63,7 +74,7 @@ pid_t WorkerProcess::spawn(const std::string& exe, ipc::Start start, const std::
   // uv_spawn initialises the handle even when it fails, so it must be closed either way.
   process_.mark_initialized();
   if (rc != 0) {
-    PF_LOG_ERROR("uv_spawn %s: %s", exe.c_str(), uv_strerror(rc));
+    PF_LOG_ERROR("uv_spawn %s: %s", kOwnImage, uv_strerror(rc));
     return rc;
   }
   pid_ = process_.get()->pid;

@@ -31,10 +31,10 @@ class WorkerProcess {
   };
 
   WorkerProcess(uv_loop_t* loop, Events& events);
-  // Spawns `exe --worker` with the IPC pipe as fd 3 and listener_fds as fds 4, 5, ...
-  // and sends it `start` (whose listener_fds are filled in here).
-  // Returns the pid, or a negative libuv error (logged).
-  pid_t spawn(const std::string& exe, ipc::Start start, const std::vector<int>& listener_fds);
+  // Spawns the master's own image as `--worker` with the IPC pipe as fd 3 and
+  // listener_fds as fds 4, 5, ... and sends it `start` (whose listener_fds are
+  // filled in here). Returns the pid, or a negative libuv error (logged).
+  pid_t spawn(ipc::Start start, const std::vector<int>& listener_fds);
   void send(const ipc::Message& message);
   pid_t pid() const { return pid_; }
 

@@ -62,8 +62,9 @@ const std::string& local_time(std::time_t now) {
 }
 
 int open_file(const std::string& path, std::string* error) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) *error = "open access log " + path + ": " + std::strerror(errno);
+  std::string why;
+  int fd = log::open_file(path, &why);
+  if (fd < 0) *error = "open access log " + why;
   return fd;
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/listen_socket.hpp"
 #include "common/log.hpp"
 
 namespace preforkd {
@@ -132,6 +133,13 @@ void TcpListener::resume_polling() {
 
 void TcpListener::stop_accepting() {
   if (fd_ < 0) return;
+  // A listener the master has removed (it refuses new handshakes) has no
+  // successor: freeze it so that no handshake completes between the last accept
+  // below and the close, which would reset it.
+  if (refusing_new_connections(fd_)) {
+    std::string error;
+    if (!freeze_listen_queue(fd_, &error)) PF_LOG_WARN("freeze listener fd %d: %s", fd_, error.c_str());
+  }
   // Past the cap too: what stays queued here would be reset by the close.
   for (int round = 0; round < 64 && !accept_queued(/*ignore_cap=*/true); ++round) {
   }

@@ -59,7 +59,7 @@ class Worker {
   enum class State { waiting_for_start, serving, retiring, stopped };
 
   bool open_ipc(int fd) {
-    int rc = uv_pipe_init(loop_, ipc_.get(), /*ipc=*/1);
+    int rc = uv_pipe_init(loop_, ipc_.get(), /*ipc=*/0);  // frames only: no fd is ever passed
     if (rc == 0) {
       ipc_.mark_initialized();
       rc = uv_pipe_open(ipc_.get(), fd);

@@ -279,7 +279,8 @@ bool Preforkd::start(Millis timeout, std::string* why) {
     if (!options_.crash_if_exists.empty()) setenv("PREFORKD_TEST_CRASH_IF_EXISTS", options_.crash_if_exists.c_str(), 1);
     if (!options_.rlimit_nofile.empty()) setenv("PREFORKD_TEST_RLIMIT_NOFILE", options_.rlimit_nofile.c_str(), 1);
     if (!options_.ipc_junk.empty()) setenv("PREFORKD_TEST_IPC_JUNK", options_.ipc_junk.c_str(), 1);
-    execl(PREFORKD_BINARY, "preforkd", "-c", config_path_.c_str(), static_cast<char*>(nullptr));
+    std::string binary = options_.binary.empty() ? PREFORKD_BINARY : options_.binary;
+    execl(binary.c_str(), "preforkd", "-c", config_path_.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   setpgid(pid, pid);  // also from here, so the group exists whichever runs first
