@@ -357,12 +357,14 @@ TEST(WorkerLifecycle, RetireIdleGraceIsConfigurable) {
   EXPECT_LT(after_s, 8.0);
 }
 
-// A connection accepted after retirement began (during the 300 ms linger of a
-// listener that the new generation no longer has) must be retiring too: its
-// request is answered with Connection: close and it ends, instead of staying
-// open until graceful_timeout. Before the fix: retire_all() ran once, so such a
-// connection got a keep-alive answer and stayed.
-TEST(WorkerLifecycle, ConnectionAcceptedDuringTheLingerIsRetired) {
+// A listener that a reload removes stops taking new handshakes at once (the
+// master refuses them) while the old worker lingers and accepts what had already
+// completed; so a client that connects in that window is either refused (never
+// connected: the listener is gone) or connected and answered, with
+// Connection: close (accepted while retiring), and never reset after sending
+// its request. That a session accepted after retirement began is retired at
+// once is ConnectionSetTest.SessionOpenedAfterRetirementBeganIsRetiredAtOnce.
+TEST(WorkerLifecycle, RemovedListenerRefusesOrAnswersButNeverResetsDuringItsLinger) {
   const int extra_port = free_port();
   const std::string extra = "\n[[listen]]\nname = \"extra\"\naddress = \"127.0.0.1:" + std::to_string(extra_port) +
                             "\"\nprotocol = \"http\"\nroot = \"www\"\n";
@@ -371,30 +373,25 @@ TEST(WorkerLifecycle, ConnectionAcceptedDuringTheLingerIsRetired) {
   ASSERT_TRUE(server.start(10s, &why)) << why;
   const std::string with_extra = read_file(server.config_path());
   const std::string without_extra = with_extra.substr(0, with_extra.size() - extra.size());
-  bool hit = false;
-  for (int attempt = 0; attempt < 6 && !hit; ++attempt) {
+  int refused = 0, answered = 0;
+  for (int attempt = 0; attempt < 6; ++attempt) {
     write_file(server.config_path(), without_extra);
     std::size_t retired = count_of(server.log(), "retiring generation");
     ASSERT_TRUE(server.signal(SIGHUP));
     ASSERT_TRUE(server.wait_log("retiring generation", 10s, retired + 1)) << server.log();
     // Inside the linger now (the old worker keeps "extra" open 300 ms).
     int fd = connect_tcp("127.0.0.1", extra_port, 200ms);
-    if (fd >= 0) {
+    if (fd < 0) {
+      ++refused;
+    } else {
       std::string carry;
-      auto sent_at = Clock::now();
-      if (send_all(fd, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")) {
-        auto r = read_response(fd, &carry, false, 3s);
-        if (r) {
-          hit = true;
-          EXPECT_EQ(r->status, 200);
-          EXPECT_EQ(r->header("Connection"), "close") << "a connection accepted while retiring was kept alive";
-          auto rest = wait_closed(fd, 10s);
-          double after_s = std::chrono::duration<double>(Clock::now() - sent_at).count();
-          std::cout << "[ figures  ] attempt " << attempt << ": accepted during the linger, closed " << after_s
-                    << " s after its request\n";
-          EXPECT_TRUE(rest.has_value()) << "still open 10 s after its request (graceful_timeout is 30 s)";
-        }
-      }
+      ASSERT_TRUE(send_all(fd, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"));
+      auto r = read_response(fd, &carry, false, 3s);
+      ASSERT_TRUE(r.has_value()) << "connected during the linger, sent a request, got no answer";
+      ++answered;
+      EXPECT_EQ(r->status, 200);
+      EXPECT_EQ(r->header("Connection"), "close") << "a connection accepted while retiring was kept alive";
+      EXPECT_TRUE(wait_closed(fd, 10s).has_value()) << "still open 10 s after its request (graceful_timeout is 30 s)";
       close(fd);
     }
     write_file(server.config_path(), with_extra);
@@ -402,7 +399,8 @@ TEST(WorkerLifecycle, ConnectionAcceptedDuringTheLingerIsRetired) {
     ASSERT_TRUE(server.signal(SIGHUP));
     ASSERT_TRUE(server.wait_log("retiring generation", 10s, retired + 1)) << server.log();
   }
-  EXPECT_TRUE(hit) << "never connected inside the linger window in 6 attempts";
+  std::cout << "[ figures  ] removed listener, 6 connects in its linger: " << refused << " refused, " << answered
+            << " answered with Connection: close, 0 reset\n";
 }
 
 }  // namespace
