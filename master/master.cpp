@@ -49,6 +49,8 @@ class Master final : public WorkerProcess::Events {
         initial_{config, config_text},
         supervisor_(supervisor_options(config)),
         timer_(this),
+        nudge_(this),
+        judge_(this),
         upgrade_from_(upgrade_from),
         observability_(loop, supervisor_) {}
 
@@ -66,6 +68,16 @@ class Master final : public WorkerProcess::Events {
       return 1;
     }
     timer_.mark_initialized();
+    if ((rc = uv_idle_init(loop_, nudge_.get())) != 0) {
+      PF_LOG_ERROR("uv_idle_init: %s", uv_strerror(rc));
+      return 1;
+    }
+    nudge_.mark_initialized();
+    if ((rc = uv_check_init(loop_, judge_.get())) != 0) {
+      PF_LOG_ERROR("uv_check_init: %s", uv_strerror(rc));
+      return 1;
+    }
+    judge_.mark_initialized();
     for (int signum : {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGWINCH})
       if (!watch_signal(signum)) return 1;
 
@@ -341,11 +353,33 @@ class Master final : public WorkerProcess::Events {
     self->dispatch(event::Signal{signum});
   }
 
-  static void on_timer(uv_timer_t* timer) { owner_of<Master>(timer)->dispatch(event::Timer{}); }
+  // libuv runs due timers before it polls for I/O. After the master itself was
+  // stalled (SIGSTOP, a paused VM, swapping) every deadline is due at once while
+  // the workers' heartbeats still sit unread in their pipes: judging then would
+  // kill every healthy worker for "no heartbeat". So the timer only asks for a
+  // judgement; the check handle delivers it after this iteration's poll (made
+  // non-blocking by the idle handle) has read what was pending.
+  static void on_timer(uv_timer_t* timer) {
+    auto* self = owner_of<Master>(timer);
+    if (!self->judge_ || uv_is_active(self->judge_.handle())) return;
+    int rc = uv_idle_start(self->nudge_.get(), [](uv_idle_t* idle) { uv_idle_stop(idle); });
+    if (rc == 0) rc = uv_check_start(self->judge_.get(), on_judge);
+    if (rc != 0) {
+      PF_LOG_ERROR("uv_check_start: %s", uv_strerror(rc));
+      self->dispatch(event::Timer{});
+    }
+  }
+
+  static void on_judge(uv_check_t* check) {
+    uv_check_stop(check);
+    if (auto* self = owner_of<Master>(check)) self->dispatch(event::Timer{});
+  }
 
   void close_handles() {
     observability_.close();
     timer_.reset();
+    nudge_.reset();
+    judge_.reset();
     for (auto& s : signals_) s.reset();
     upgrade_.reset();  // closing its handle does not touch the new master itself
   }
@@ -368,6 +402,10 @@ class Master final : public WorkerProcess::Events {
   std::string exe_;  // the path we were started from: what USR2 runs (workers run our own image)
   Supervisor supervisor_;
   UvHandle<uv_timer_t> timer_;
+  // The supervisor's deadlines are judged after the loop has read what is
+  // pending (see on_timer): a poll forced by `nudge_`, then `judge_`.
+  UvHandle<uv_idle_t> nudge_;
+  UvHandle<uv_check_t> judge_;
   std::vector<UvHandle<uv_signal_t>> signals_;
   SlotSockets sockets_;
   std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;  // the I/O objects; the state is the supervisor's
