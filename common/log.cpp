@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -44,10 +45,29 @@ void set_level(LogLevel level) { g_level = level; }
 
 int open_file(const std::string& path, std::string* error) {
   int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 && errno == ELOOP) {
+    // A link to a device, pipe or socket is how containers log (/dev/stdout ->
+    // /proc/self/fd/1): follow it, but create nothing through it and accept no
+    // regular file at its end, which is the CVE-2016-1247 attack (a link, in a
+    // directory the workers' user can write, to a file root then appends to).
+    fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK);
+    struct stat st {};
+    if (fd >= 0 && (::fstat(fd, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+      ::close(fd);
+      fd = -1;
+      errno = ELOOP;
+    }
+    if (fd >= 0) {
+      // Blocking writes, as for a file: O_NONBLOCK only kept a FIFO without a
+      // reader from hanging the open (ENXIO instead).
+      int flags = ::fcntl(fd, F_GETFL);
+      if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    }
+  }
   if (fd < 0 && error) {
     // ELOOP is what O_NOFOLLOW reports for a link; say so, not "too many levels".
     *error = path + ": " +
-             (errno == ELOOP ? std::string("is a symbolic link; not followed (log files are opened as root)")
+             (errno == ELOOP ? std::string("is a symbolic link to a file; not followed (log files are opened as root)")
                              : std::string(std::strerror(errno)));
   }
   return fd;

@@ -62,4 +62,26 @@ TEST(LogFiles, ErrorLogSymlinkIsRefusedAtStart) {
   EXPECT_EQ(target.size, 0) << "the master wrote its log through the symlink";
 }
 
+// The container idiom: a link to a device (or pipe) is followed, and nothing
+// about the device changes. /dev/null stands in for /dev/stdout (itself a link to
+// /proc/self/fd/1, which in this harness is the log file: a regular file, refused).
+TEST(LogFiles, AccessLogLinkToADeviceIsFollowed) {
+  Preforkd server({.workers = 1, .log_config = "access_log = \"access.log\"\n"});
+  ASSERT_EQ(symlink("/dev/null", (server.dir() + "/access.log").c_str()), 0);
+  struct stat before {};
+  ASSERT_EQ(stat("/dev/null", &before), 0);
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  auto r = http_get(server.http_port(), "/hello.txt");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  ASSERT_TRUE(server.signal(SIGUSR1));
+  ASSERT_TRUE(server.wait_log("logs reopened", 10s, 2)) << server.log();
+  EXPECT_EQ(server.log().find("symbolic link"), std::string::npos) << server.log();
+  struct stat after {};
+  ASSERT_EQ(stat("/dev/null", &after), 0);
+  EXPECT_EQ(after.st_uid, before.st_uid);
+  EXPECT_EQ(after.st_mode, before.st_mode);
+}
+
 }  // namespace
