@@ -362,7 +362,9 @@ class Master final : public WorkerProcess::Events {
   static void on_timer(uv_timer_t* timer) {
     auto* self = owner_of<Master>(timer);
     if (!self->judge_ || uv_is_active(self->judge_.handle())) return;
-    int rc = uv_idle_start(self->nudge_.get(), [](uv_idle_t* idle) { uv_idle_stop(idle); });
+    // An active idle handle makes the poll non-blocking; it must stay active until
+    // the poll has run (libuv runs idle callbacks before it), so on_judge stops it.
+    int rc = uv_idle_start(self->nudge_.get(), [](uv_idle_t*) {});
     if (rc == 0) rc = uv_check_start(self->judge_.get(), on_judge);
     if (rc != 0) {
       PF_LOG_ERROR("uv_check_start: %s", uv_strerror(rc));
@@ -372,7 +374,10 @@ class Master final : public WorkerProcess::Events {
 
   static void on_judge(uv_check_t* check) {
     uv_check_stop(check);
-    if (auto* self = owner_of<Master>(check)) self->dispatch(event::Timer{});
+    auto* self = owner_of<Master>(check);
+    if (!self) return;
+    if (self->nudge_) uv_idle_stop(self->nudge_.get());
+    self->dispatch(event::Timer{});
   }
 
   void close_handles() {
