@@ -559,9 +559,13 @@ class Torture {
           ++after_failure;
           continue;
         }
-        auto w = std::find_if(windows_.begin(), windows_.end(),
+        // The latest kill whose window covers the error: actions run back to
+        // back, so a request in flight at a SIGSTOP (which lasts worker_timeout)
+        // may have started inside the previous kill's window, and charging it to
+        // that one would overflow its bound while the SIGSTOP's stayed empty.
+        auto w = std::find_if(windows_.rbegin(), windows_.rend(),
                               [&](const KillWindow& k) { return k.covers(e); });
-        if (w != windows_.end()) ++w->attributed;
+        if (w != windows_.rend()) ++w->attributed;
         else if (++unattributed <= 20)
           stray << "  " << kind_name(l->kind()) << " at " << since_start(e.when) << " (" << step_at(e.when)
                 << "): " << to_string(e.what) << ": " << e.detail << "\n";
