@@ -314,6 +314,11 @@ class Worker {
     linger_.reset();
     ipc_.reset();
     access_log::close();
+    // Closing the last uv_signal_t of a signal restores its default action, which
+    // for USR1 or HUP is death: a log rotation reaching a worker on its way out
+    // would end it by signal instead of its own exit status. Held again, as during
+    // start-up, a signal now waits and is dropped with the process.
+    hold_worker_signals();
     for (auto& s : signals_) s.reset();
   }
 
