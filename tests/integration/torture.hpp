@@ -308,7 +308,13 @@ class Torture {
   // kill -9 or SIGSTOP of one serving worker (picked by `pick`); client errors in
   // its window are allowed, up to the number of client threads.
   void kill_worker(int signum, long pick) {
+    // A worker just forked shows the master's command line until its exec, and a
+    // recycle may be handing its slot over: look again, bounded, before failing.
     auto workers = serving_workers();
+    for (int retry = 0; retry < 20 && workers.empty(); ++retry) {
+      std::this_thread::sleep_for(100ms);
+      workers = serving_workers();
+    }
     if (workers.empty()) return (void)fail("no worker to kill");
     std::sort(workers.begin(), workers.end());
     pid_t victim = workers[static_cast<std::size_t>(pick) % workers.size()];
@@ -320,7 +326,8 @@ class Torture {
       kill(victim, SIGKILL);
       fail("SIGSTOPped worker " + std::to_string(victim) + " not killed after worker_timeout");
     }
-    if (ok_ && !wait_master_line(from, "worker " + std::to_string(victim) + " exited unexpectedly", kSettle))
+    // A recycle's successor killed before it was ready is reported as such.
+    if (ok_ && !wait_master_line(from, " " + std::to_string(victim) + " exited ", kSettle))
       fail("killed worker " + std::to_string(victim) + ": master did not notice");
     // Its replacement (none if the victim was a recycling successor; check_invariants
     // then sees whether the slot is served).
