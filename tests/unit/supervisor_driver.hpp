@@ -100,6 +100,20 @@ class SupervisorDriver {
   unsigned starting_generation() const { return sup_.starting_generation(); }
   const std::vector<SlotInfo>& slots() const { return sup_.slots(); }
   const std::map<pid_t, WorkerInfo>& workers() const { return sup_.workers(); }
+
+  // Every worker still starting reports ready at `now`.
+  void ready_all(std::uint64_t now) {
+    std::vector<pid_t> pids;
+    for (const auto& [pid, w] : workers())
+      if (w.state == WorkerState::starting) pids.push_back(pid);
+    for (pid_t pid : pids) worker_ready(pid, now);
+  }
+  // The serving generation's worker in `slot`, or 0.
+  pid_t worker_of(int slot) const {
+    for (const auto& [pid, w] : workers())
+      if (w.slot == slot && w.generation == serving_generation()) return pid;
+    return 0;
+  }
   bool reload_pending() const { return sup_.reload_pending(); }
   unsigned reloads_ok() const { return sup_.reloads_ok(); }
   unsigned reloads_failed() const { return sup_.reloads_failed(); }

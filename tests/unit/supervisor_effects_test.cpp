@@ -44,17 +44,8 @@ class SupervisorEffects : public ::testing::Test {
  protected:
   SupervisorEffects() : sup_(io_, SupervisorOptions{}) {}
 
-  void ready_all(std::uint64_t now) {
-    std::vector<pid_t> pids;
-    for (const auto& [pid, w] : sup_.workers())
-      if (w.state == WorkerState::starting) pids.push_back(pid);
-    for (pid_t pid : pids) sup_.worker_ready(pid, now);
-  }
-  pid_t worker_of(int slot) const {
-    for (const auto& [pid, w] : sup_.workers())
-      if (w.slot == slot && w.generation == sup_.serving_generation()) return pid;
-    return 0;
-  }
+  void ready_all(std::uint64_t now) { sup_.ready_all(now); }
+  pid_t worker_of(int slot) const { return sup_.worker_of(slot); }
   template <class T>
   std::vector<T> effects_of_type() const {
     std::vector<T> out;

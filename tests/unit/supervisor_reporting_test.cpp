@@ -44,17 +44,8 @@ class SupervisorReporting : public ::testing::Test {
     o.backoff.crash_loop_after = 3;
     return o;
   }
-  void ready_all(std::uint64_t now) {
-    std::vector<pid_t> pids;
-    for (const auto& [pid, w] : sup_.workers())
-      if (w.state == WorkerState::starting) pids.push_back(pid);
-    for (pid_t pid : pids) sup_.worker_ready(pid, now);
-  }
-  pid_t worker_of(int slot) const {
-    for (const auto& [pid, w] : sup_.workers())
-      if (w.slot == slot && w.generation == sup_.serving_generation()) return pid;
-    return 0;
-  }
+  void ready_all(std::uint64_t now) { sup_.ready_all(now); }
+  pid_t worker_of(int slot) const { return sup_.worker_of(slot); }
 
   RecordingControl ctl_;
   SupervisorDriver sup_;
