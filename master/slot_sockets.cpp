@@ -59,6 +59,19 @@ int SlotSockets::acquire(const ListenerConfig& listener, int worker_slot, std::s
   int slot = socket_slot(listener, worker_slot);
   if (auto it = group.fd_by_slot.find(slot); it != group.fd_by_slot.end())
     return apply_backlog(key, slot, it->second, listener.backlog, error) ? it->second : -1;
+  // A socket joining a group that spreads by hash would take its share of new
+  // connections the moment it listens, before any worker polls it (and a reload
+  // abandoned meanwhile would close it, resetting them): steer the group to its
+  // present members first, so the newcomer receives only once steering names it.
+  if (!group.fd_by_slot.empty() && group.steered_indices.empty()) {
+    std::vector<int> present(group.kernel_order.size());
+    std::iota(present.begin(), present.end(), 0);
+    if (attach_steering(group.fd_by_slot.begin()->second, present)) {
+      group.steered_indices = present;
+      group.steered_slots.clear();
+      for (const auto& [present_slot, present_fd] : group.fd_by_slot) group.steered_slots.push_back(present_slot);
+    }
+  }
   int fd = open_listen_socket(listener.address, key.transport, listener.backlog, listener.reuseport, error);
   if (fd >= 0) {
     group.fd_by_slot[slot] = fd;
