@@ -220,13 +220,17 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
   config << options_.top_config << "\n"
          << "[log]\nlevel = \"info\"\n" << options_.log_config;
   if (options_.error_log_to_file) config << "error_log = \"" << log_path_ << "\"\n";
-  config << "\n"
-         << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
-         << "\"\nprotocol = \"http\"\nroot = \"www\"\n" << options_.web_config << "\n"
-         << "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:" << echo_port_
-         << "\"\nprotocol = \"tcp-echo\"\n" << options_.echo_config << "\n"
-         << "[[listen]]\nname = \"echo-udp\"\naddress = \"127.0.0.1:" << echo_port_
-         << "\"\nprotocol = \"udp-echo\"\n" << options_.udp_config << "\n";
+  config << "\n";
+  if (!options_.listeners.empty()) {
+    config << options_.listeners << "\n";
+  } else {
+    config << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
+           << "\"\nprotocol = \"http\"\nroot = \"www\"\n" << options_.web_config << "\n"
+           << "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:" << echo_port_
+           << "\"\nprotocol = \"tcp-echo\"\n" << options_.echo_config << "\n"
+           << "[[listen]]\nname = \"echo-udp\"\naddress = \"127.0.0.1:" << echo_port_
+           << "\"\nprotocol = \"udp-echo\"\n" << options_.udp_config << "\n";
+  }
   if (options_.ipv6) {
     http6_port_ = free_port(AF_INET6);
     echo6_port_ = free_port(AF_INET6);
@@ -370,7 +374,7 @@ double cpu_seconds(pid_t pid) {
 }
 
 int Preforkd::run_cli(const std::string& args, std::string* output) const {
-  return run_command(std::string(PREFORKD_BINARY) + " -c '" + config_path_ + "' " + args, output);
+  return run_command((options_.binary.empty() ? std::string(PREFORKD_BINARY) : options_.binary) + " -c '" + config_path_ + "' " + args, output);
 }
 
 // --- Clients ---------------------------------------------------------------------

@@ -55,7 +55,10 @@ struct ServerOptions {
   std::string udp_config;       // keys inside the "echo-udp" listener table
   std::string rlimit_nofile;    // PREFORKD_TEST_RLIMIT_NOFILE for the workers
   std::string ipc_junk;         // PREFORKD_TEST_IPC_JUNK for the workers
-  std::string binary;           // the master's executable, if not this build's (upgrade tests)
+  std::string binary;           // the master's executable, if not this build's (upgrade tests, applications)
+  // [[listen]] tables, verbatim, instead of the web / echo / echo-udp trio (whose
+  // ports are then unused); for binaries serving their own protocols.
+  std::string listeners;
 };
 
 class Preforkd {
