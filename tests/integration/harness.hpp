@@ -113,6 +113,11 @@ class Preforkd {
   bool reaped_ = false;
 };
 
+// The operator's moves while clients run: `reloads` HUPs, each waited for
+// ("retiring generation"), then TTIN and TTOU, each waited for in the worker
+// count. False with *why (and the log) if one does not complete in time.
+bool reload_and_scale(Preforkd& server, int workers, int reloads, std::string* why);
+
 // Field n (1-based, as in proc(5)) of /proc/PID/stat; "" if the process is gone.
 std::string proc_stat_field(pid_t pid, int n);
 // User + system CPU seconds of pid (stat fields 14 and 15); -1 if gone.
