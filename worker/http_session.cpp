@@ -68,10 +68,12 @@ bool read_fully(int fd, char* out, std::size_t size, off_t offset) {
   return true;
 }
 
+// (pointer, length): append(first, last) would go through the iterator overload,
+// a replace() that costs more than the formatting.
 void append_number(std::string& out, std::uint64_t n) {
   char digits[24];
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
-  out.append(digits, end);
+  out.append(digits, static_cast<std::size_t>(end - digits));
 }
 
 // 1xx, 204 and 304 have no body and no Content-Length (RFC 9110 8.6).
