@@ -344,6 +344,10 @@ class HttpSession final : public StreamSession, private http::Request, private h
                    http_method_str(static_cast<http_method>(parser_.method)), url_.c_str());
       respond_error(500);
     }
+    // Deferred: nothing more is parsed until the answer, so nothing more is read
+    // either (a client pipelining meanwhile must not grow input_ without bound);
+    // after_parse resumes reading once the answer is queued.
+    if (awaiting_response_) transport_.pause_reading();
   }
 
   // --- responses -----------------------------------------------------------------

@@ -129,6 +129,9 @@ TEST(HttpLayer, DeferredAnswersKeepPipelinedRequestsInOrder) {
   std::string out = c.send("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(out, "") << "nothing is answered before the handler answers";
   ASSERT_EQ(waiting.size(), 1u) << "the second request waits for the first answer";
+  // And nothing more is read meanwhile: a client that keeps pipelining must not
+  // grow the session's input without bound.
+  EXPECT_FALSE(c.transport.reading());
   ASSERT_TRUE(waiting[0].pending());
   ASSERT_NE(waiting[0].request(), nullptr);
   EXPECT_EQ(waiting[0].request()->path(), "/1");
@@ -142,6 +145,7 @@ TEST(HttpLayer, DeferredAnswersKeepPipelinedRequestsInOrder) {
   EXPECT_EQ(waiting[1].request()->path(), "/2");
   EXPECT_TRUE(waiting[1].respond_error(503));
   EXPECT_NE(c.flush().find("HTTP/1.1 503 Service Unavailable"), std::string::npos);
+  EXPECT_TRUE(c.transport.reading()) << "answered: reading again";
 }
 
 TEST(HttpLayer, ADeferredAnswerAfterTheConnectionIsGoneIsDropped) {
