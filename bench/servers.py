@@ -207,8 +207,11 @@ class Server:
         return self
 
     def wait_ready(self, timeout=10.0):
-        # h2o serves from threads of one process; the others fork a process per worker.
+        # h2o serves from threads of one process; the others fork a process per worker,
+        # except lighttpd with server.max-worker = 1, which serves from its only process.
         want_children = self.workers if self.kind in PROCESS_KINDS else 0
+        if self.kind == "lighttpd" and self.workers == 1:
+            want_children = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

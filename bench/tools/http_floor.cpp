@@ -98,12 +98,22 @@ Answer load_answer(const std::string& spec) {
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
 
-// Case-insensitive search for `needle` (lower case) in `text`.
-bool contains_nocase(std::string_view text, std::string_view needle) {
-  for (std::size_t i = 0; i + needle.size() <= text.size(); ++i) {
-    std::size_t k = 0;
-    while (k < needle.size() && lower(text[i + k]) == needle[k]) ++k;
-    if (k == needle.size()) return true;
+bool starts_with_nocase(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (lower(text[i]) != prefix[i]) return false;
+  return true;
+}
+
+// Whether a header block has "Connection: close" (any case). Only the first byte
+// of each line is looked at unless it can start "Connection".
+bool asks_to_close(std::string_view head) {
+  for (std::size_t at = head.find('\n'); at != std::string_view::npos; at = head.find('\n', at + 1)) {
+    std::string_view line = head.substr(at + 1);
+    if (line.empty() || lower(line[0]) != 'c' || !starts_with_nocase(line, "connection:")) continue;
+    line = line.substr(0, line.find('\r'));
+    for (std::size_t i = 11; i + 5 <= line.size(); ++i)
+      if (starts_with_nocase(line.substr(i), "close")) return true;
   }
   return false;
 }
@@ -197,7 +207,7 @@ class Worker {
       const Answer* a = &not_found_;
       for (const Answer& candidate : answers_)
         if (candidate.target == target) a = &candidate;
-      c.close_after = contains_nocase(head, "\r\nconnection: close");
+      c.close_after = asks_to_close(head);
       std::size_t consumed = end + 4;
       std::memmove(c.in, c.in + consumed, c.len - consumed);
       c.len -= consumed;
