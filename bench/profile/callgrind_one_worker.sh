@@ -2,7 +2,9 @@
 # callgrind_one_worker.sh KIND PORT OUT [SECONDS=10]
 #
 # Callgrind on the one worker (thread) of a server under `wrk -t1 -c64` keep-alive on a
-# 100 B file: KIND = preforkd | h2o | floor. Prints wrk's output; the profile of the
+# 100 B file: KIND = preforkd | h2o | floor; or preforkd's UDP echo (KIND = preforkd-udp)
+# under `bench/tools/udp_load 127.0.0.1 PORT SECONDS 32 4 64` (OUT.load: its output;
+# instructions per datagram = the total / echoed). Prints wrk's output; the profile of the
 # measured run is OUT.PID[.1] (instructions per request = its total / wrk's requests).
 #   preforkd: workers = 1, the worker run under callgrind by bench/tools/wrap_worker
 #             (LD_PRELOAD on the master); counters zeroed after a 3 s warm-up and dumped
@@ -31,10 +33,11 @@ cleanup() {
 }
 trap cleanup EXIT
 case $KIND in
-preforkd)
+preforkd|preforkd-udp)
   { echo 'workers = 1'; echo 'user = "root"'; echo "pid_file = \"$D/p.pid\""; echo 'worker_timeout = 120'
     echo '[log]'; echo 'level = "info"'; [[ -n ${ACCESS:-} ]] && echo "access_log = \"$D/access.log\""
-    echo '[[listen]]'; echo "address = \"127.0.0.1:$PORT\""; echo 'protocol = "http"'; echo "root = \"$D/www\""
+    echo '[[listen]]'; echo "address = \"127.0.0.1:$PORT\""
+    if [[ $KIND == preforkd ]]; then echo 'protocol = "http"'; echo "root = \"$D/www\""; else echo 'protocol = "udp-echo"'; fi
   } > "$D/p.toml"
   PREFORKD_WRAP_WORKER="$CG" LD_PRELOAD=$B/bench/libwrap_worker.so setsid "${PREFORKD:-$B/preforkd}" -c "$D/p.toml" \
     2>"$D/log" &
@@ -49,8 +52,21 @@ floor)
   setsid valgrind --tool=callgrind --collect-atstart=no '--toggle-collect=*Worker::run*' \
     --callgrind-out-file="$OUT.%p" "$B/bench/http_floor" 127.0.0.1 "$PORT" 1 "/small.txt=$D/www/small.txt" 2>"$D/log" &
   MASTER=$! ;;
-*) echo "usage: $0 preforkd|h2o|floor PORT OUT [SECONDS]" >&2; exit 2 ;;
+*) echo "usage: $0 preforkd|h2o|floor|preforkd-udp PORT OUT [SECONDS]" >&2; exit 2 ;;
 esac
+if [[ $KIND == preforkd-udp ]]; then
+  for _ in $(seq 150); do grep -q "workers ready" "$D/log" 2>/dev/null && break; sleep 0.2; done
+  sleep 1
+  W=$(pgrep -P "$(cat "$D/p.pid")")
+  echo "profiling pid $W"
+  "$B/bench/udp_load" 127.0.0.1 "$PORT" 2 32 4 64 >/dev/null   # warm-up
+  timeout 60 callgrind_control -z "$W" >/dev/null
+  "$B/bench/udp_load" 127.0.0.1 "$PORT" "$SECONDS_" 32 4 64 | tee "$OUT.load"
+  timeout 60 callgrind_control -d "$W" >/dev/null
+  sleep 2
+  ls "$OUT".*
+  exit 0
+fi
 for _ in $(seq 150); do curl -s -o /dev/null -m 2 "$URL" && break; sleep 0.2; done
 sleep 1
 case $KIND in
