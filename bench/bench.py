@@ -29,13 +29,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 from figures import fmt, median, percentile, share_stats
 from procfs import MachineWatch, kernel_socket_slabs, loadavg, proc_memory, sockstat, children_of
 from report import write_report, machine_info
-from servers import PROCS, Server, http_get_status, write_files
+from servers import PROCS, Server, http_get_status, make_work_dir
 from settings import (DIST_WORKERS, HTTP_SERVERS, HUGE, IDLE_CONNS, LARGE, PREFORKD_SRC, ROUNDS, SCENARIOS,
                       SECONDS, SMALL, STARTED, STORM_HUPS, STORM_INTERVAL, TOOLS_DIR, UDP_SOCKETS, UDP_WINDOW,
                       WORKER_COUNTS, WRK_CONNS, WRK_THREADS, BenchError, log, RESULTS_DIR)
@@ -132,14 +131,8 @@ def nginx_worker_counts(server):
 # --------------------------------------------------------------------- bench ---
 class Bench:
     def __init__(self):
-        self.work = tempfile.mkdtemp(prefix="preforkd-bench.")
-        # Peers' workers run as an unprivileged user: they must reach the document root.
-        os.chmod(self.work, 0o755)
+        self.work, self.www = make_work_dir("preforkd-bench.")
         self.serial = 0
-        self.www = os.path.join(self.work, "www")
-        os.makedirs(self.www)
-        os.chmod(self.www, 0o755)
-        write_files(self.www)
         # Snapshot the binary: the master execs its own path for every worker, and
         # build-bench may be rebuilt while the benchmark runs.
         self.preforkd = os.path.join(self.work, "preforkd")

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 from procfs import children_of, tree_cpu_seconds
@@ -361,6 +362,18 @@ server.listen-backlog = {BACKLOG}
 server.stat-cache-engine = "simple"
 mimetype.assign = (".txt" => "text/plain", ".bin" => "application/octet-stream")
 """
+
+
+def make_work_dir(prefix):
+    """A temporary directory for one run and its document root (`www`, with the
+    benchmark's files); both readable by the peers' unprivileged workers."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(work, 0o755)
+    www = os.path.join(work, "www")
+    os.makedirs(www)
+    os.chmod(www, 0o755)
+    write_files(www)
+    return work, www
 
 
 def write_files(www):

@@ -12,13 +12,11 @@ server: its CPU figures are then not comparable)."""
 
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
 
-from fake_bench import FakeBench, servers
-from procfs import descendants
+from profile_common import FakeBench, count_syscalls, print_medians, servers, start_servers, stop_servers
 
 SYSCALLS = ["read", "recvfrom", "write", "writev", "sendto", "sendmsg", "sendfile64", "pread64", "openat", "close",
             "newfstatat", "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4"]
@@ -29,9 +27,7 @@ def main():
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     seconds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 5
-    count_syscalls = os.environ.get("SYSCALLS") == "1"
     bench = FakeBench()
-    default_binary = bench.preforkd
     original_config = servers.preforkd_config
     with_log = set()
 
@@ -41,55 +37,38 @@ def main():
             text = text.replace('error_log = "stderr"\n', f'error_log = "stderr"\naccess_log = "{s.dir}/access.log"\n')
         return text
     servers.preforkd_config = config
-    started = []
+
+    def configure(server, name):
+        if name.endswith("+log"):
+            with_log.add(server)
+    started = start_servers(bench, kinds, workers, configure=configure)
     try:
-        for spec in kinds:
-            name, _, binary = spec.partition("=")
-            kind = "preforkd" if binary else name.split("+")[0]
-            bench.preforkd = binary or default_binary
-            s = servers.Server(bench, kind, workers, label=name.replace("+", "-").replace("/", "_"))
-            s.label_name = name
-            if name.endswith("+log"):
-                with_log.add(s)
-            started.append(s.start())
         for s in started:
             subprocess.run(["wrk", "-t1", "-c64", "-d1s", f"http://127.0.0.1:{s.port}/small.txt"], capture_output=True)
         results = {s.label_name: [] for s in started}
         for rnd in range(rounds):
             for s in started:
-                url = f"http://127.0.0.1:{s.port}/small.txt"
                 cpu0 = s.cpu_seconds()
-                wrk = subprocess.Popen(["wrk", "-t1", "-c64", f"-d{seconds}s", url], stdout=subprocess.PIPE, text=True)
+                wrk = subprocess.Popen(["wrk", "-t1", "-c64", f"-d{seconds}s", f"http://127.0.0.1:{s.port}/small.txt"],
+                                       stdout=subprocess.PIPE, text=True)
                 counts = {}
-                if count_syscalls:
+                if os.environ.get("SYSCALLS") == "1":
                     time.sleep(0.5)
-                    pids = ",".join(str(p) for p in descendants(s.proc.pid))
-                    events = ",".join(f"syscalls:sys_enter_{c}" for c in SYSCALLS)
-                    perf = subprocess.run(["perf", "stat", "-x,", "-e", events, "-p", pids, "--", "sleep",
-                                           str(seconds - 1)], capture_output=True, text=True).stderr
-                    for line in perf.splitlines():
-                        f = line.split(",")
-                        if len(f) > 3 and f[0].strip().isdigit():
-                            counts[f[2].split("sys_enter_")[-1]] = int(f[0])
+                    counts = count_syscalls(s, SYSCALLS, seconds - 1)
                 out = wrk.communicate()[0]
                 cpu = s.cpu_seconds() - cpu0
                 requests = int(re.search(r"(\d+) requests in", out).group(1))
                 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-                per_request = cpu * 1e6 / requests
-                results[s.label_name].append((per_request, rps))
-                line = f"round {rnd + 1} {s.label_name:14s} {rps:9.0f} req/s {per_request:6.2f} µs CPU/request"
+                results[s.label_name].append((cpu * 1e6 / requests, rps))
+                line = f"round {rnd + 1} {s.label_name:14s} {rps:9.0f} req/s {cpu * 1e6 / requests:6.2f} µs CPU/request"
                 if counts:
                     # perf counted during (seconds - 1) s of the run: per request by wrk's rate.
                     base = rps * (seconds - 1)
                     line += "  syscalls/request: " + " ".join(f"{k}={v / base:.2f}" for k, v in counts.items() if v)
                 print(line, flush=True)
-        for name, v in results.items():
-            cpu = [x[0] for x in v]
-            print(f"{name:14s} CPU µs/request median {statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f}), "
-                  f"req/s median {statistics.median([x[1] for x in v]):,.0f}")
+        print_medians(results, "request", "req/s")
     finally:
-        for s in started:
-            s.stop(graceful=False)
+        stop_servers(started)
 
 
 if __name__ == "__main__":

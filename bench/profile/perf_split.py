@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from fake_bench import FakeBench, servers
+from profile_common import FakeBench, servers
 from procfs import descendants
 
 KERNEL = [(r"do_writev|vfs_writev", "writev"), (r"ksys_read|vfs_read", "read"),

@@ -9,13 +9,11 @@ commit before a change). SYSCALLS=1 also counts system calls per datagram with p
 tracepoints (then the CPU figures are not comparable)."""
 
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from fake_bench import FakeBench, servers
-from procfs import descendants
+from profile_common import FakeBench, count_syscalls, print_medians, start_servers, stop_servers
 from settings import TOOLS_DIR
 
 SYSCALLS = ["recvfrom", "recvmsg", "recvmmsg", "sendto", "sendmsg", "sendmmsg", "epoll_wait", "epoll_ctl"]
@@ -26,17 +24,8 @@ def main():
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     seconds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 5
-    count_syscalls = os.environ.get("SYSCALLS") == "1"
-    bench = FakeBench()
-    default_binary = bench.preforkd
-    started = []
+    started = start_servers(FakeBench(), kinds, workers, protocol="udp-echo")
     try:
-        for spec in kinds:
-            name, _, binary = spec.partition("=")
-            bench.preforkd = binary or default_binary
-            s = servers.Server(bench, "preforkd" if binary else name, workers, protocol="udp-echo", label=name)
-            s.label_name = name
-            started.append(s.start())
         results = {s.label_name: [] for s in started}
         for rnd in range(rounds):
             for s in started:
@@ -44,16 +33,9 @@ def main():
                 cpu0 = s.cpu_seconds()
                 load = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
                 counts = {}
-                if count_syscalls:
+                if os.environ.get("SYSCALLS") == "1":
                     time.sleep(0.5)
-                    pids = ",".join(str(p) for p in descendants(s.proc.pid))
-                    events = ",".join(f"syscalls:sys_enter_{c}" for c in SYSCALLS)
-                    perf = subprocess.run(["perf", "stat", "-x,", "-e", events, "-p", pids, "--", "sleep",
-                                           str(seconds - 1)], capture_output=True, text=True).stderr
-                    for line in perf.splitlines():
-                        f = line.split(",")
-                        if len(f) > 3 and f[0].strip().isdigit():
-                            counts[f[2].split("sys_enter_")[-1]] = int(f[0])
+                    counts = count_syscalls(s, SYSCALLS, seconds - 1)
                 fields = dict(kv.split("=") for kv in load.communicate()[0].split())
                 cpu = s.cpu_seconds() - cpu0
                 echoed, rate = int(fields["echoed"]), float(fields["rate"])
@@ -63,13 +45,9 @@ def main():
                     base = rate * (seconds - 1)
                     line += "  syscalls/datagram: " + " ".join(f"{k}={v / base:.3f}" for k, v in counts.items() if v)
                 print(line, flush=True)
-        for name, v in results.items():
-            cpu = [x[0] for x in v]
-            print(f"{name:10s} CPU µs/datagram median {statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f}), "
-                  f"datagrams/s median {statistics.median([x[1] for x in v]):,.0f}")
+        print_medians(results, "datagram", "datagrams/s")
     finally:
-        for s in started:
-            s.stop(graceful=False)
+        stop_servers(started)
 
 
 if __name__ == "__main__":

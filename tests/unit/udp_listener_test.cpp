@@ -6,19 +6,20 @@
 // the batch so far, and the request counter counts what was sent.
 #include "worker/udp_listener.hpp"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "common/address.hpp"
+#include "tests/unit/loopback_sockets.hpp"
 
 namespace preforkd {
 namespace {
@@ -36,15 +37,11 @@ class ScriptedHandler final : public DatagramHandler {
   Reply reply_;
 };
 
-int bound_udp_socket(int* port) {
+// A non-blocking UDP socket bound to 127.0.0.1 on a free port.
+int bound_udp_socket(SocketAddress* address) {
+  *address = test::loopback_any_port();
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), len), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
-  *port = ntohs(sa.sin_port);
+  EXPECT_EQ(::bind(fd, address->sa(), address->length), 0) << std::strerror(errno);
   return fd;
 }
 
@@ -52,18 +49,12 @@ class UdpListenerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
-    server_fd_ = bound_udp_socket(&port_);
-    int client_port = 0;
-    client_ = bound_udp_socket(&client_port);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    to.sin_port = htons(static_cast<uint16_t>(port_));
-    ASSERT_EQ(::connect(client_, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
-    auto address = parse_address("127.0.0.1:" + std::to_string(port_));
-    ASSERT_TRUE(address);
+    SocketAddress server, client;
+    server_fd_ = bound_udp_socket(&server);
+    client_ = bound_udp_socket(&client);
+    ASSERT_EQ(::connect(client_, server.sa(), server.length), 0);
     config_.name = "udp-test";
-    config_.address = *address;
+    config_.address = server;
     config_.protocol = Protocol::udp_echo;
   }
 
@@ -110,7 +101,7 @@ class UdpListenerTest : public ::testing::Test {
   }
 
   uv_loop_t loop_{};
-  int server_fd_ = -1, port_ = 0, client_ = -1;
+  int server_fd_ = -1, client_ = -1;
   ListenerConfig config_;
   WorkerStats stats_;
   std::unique_ptr<UdpListener> listener_;
