@@ -278,6 +278,14 @@ def write_report(bench, info, started_utc, elapsed):
     L.append("# preforkd and its peers: benchmark results\n")
     L.append("Produced by `bench/run` (bench/bench.py). Each figure below is followed by its target and whether "
              "it was met; the raw per-run data is in `raw.json`.\n")
+    m = bench.machine_load
+    other_share = m["other_cpu_seconds"] / m["capacity_seconds"] if m["capacity_seconds"] else 0
+    if other_share > 0.25:
+        top = ", ".join(f"`{c}`" for c, _ in m["other_by_command"][:3])
+        L.append(f"> **The machine was busy with other work during this run**: other processes used "
+                 f"{other_share * 100:.0f}% of its CPU (mostly {top}; see \"What else was running on the machine\"). "
+                 "Throughput and latency are not meaningful here and CPU per request is noisy (see the ranges): "
+                 "re-run on a quiet machine before drawing conclusions.\n")
     L.append("## Setup\n")
     L.append(f"- command: `{command_line()}` (from the repository root)")
     L.append(f"- parameters: BENCH_SECONDS={SECONDS} ROUNDS={ROUNDS} BENCH_WORKERS={','.join(map(str, WORKER_COUNTS))} "
@@ -343,8 +351,9 @@ def machine_load_lines(m):
              f"this benchmark's own processes (servers, clients, bench.py; getrusage of everything it reaped) "
              f"used {m['bench_cpu_seconds']:,.0f}, **everything else {m['other_cpu_seconds']:,.0f} CPU-seconds "
              f"({share * 100:.0f}% of the machine)**. The largest other consumers, sampled from /proc every 2 s "
-             "(processes shorter than that are in the total but may be missing here; kernel threads such as "
-             "ksoftirqd and kworker mostly carry this benchmark's own loopback traffic):\n")
+             "(processes shorter than that are in the total but may be missing here; of the kernel threads, "
+             "kworker does disk writeback and RCU reclaim, mostly for others' builds, and ksoftirqd network "
+             "softirqs, partly this benchmark's):\n")
     L.append("| command | CPU-seconds during the run |")
     L.append("|---|---:|")
     for comm, seconds in m["other_by_command"]:
