@@ -204,7 +204,12 @@ class Server:
                                     stdin=subprocess.DEVNULL)
         finally:
             log_file.close()
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            # Not serving: stop it now, so a caller that gives up on it leaves nothing behind.
+            PROCS.stop(self.proc, signal.SIGTERM, timeout=5)
+            raise
         return self
 
     def wait_ready(self, timeout=10.0):
