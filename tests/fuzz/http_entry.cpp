@@ -19,7 +19,16 @@
 namespace preforkd::fuzz {
 namespace {
 
-enum Flags : std::uint8_t { kEofAtEnd = 1, kRetireAfterFirstChunk = 2, kLetWritesPileUp = 4, kTimeoutAtEnd = 8 };
+enum Flags : std::uint8_t {
+  kEofAtEnd = 1,
+  kRetireAfterFirstChunk = 2,
+  kLetWritesPileUp = 4,
+  kTimeoutAtEnd = 8,
+  // The socket takes every write at once (no on_writes_done), as a real connection
+  // with room in its buffer does: the session must not wait for a callback that
+  // never comes.
+  kWritesAtOnce = 16,
+};
 
 // Writes completed in a row before giving up: a big file takes a few rounds, a
 // session that never stops writing is a bug.
@@ -42,7 +51,9 @@ struct Docroot {
 
 class Driver {
  public:
-  Driver(StreamHandler& handler) : session_(handler.open_session(transport_)) {
+  Driver(StreamHandler& handler, bool writes_at_once) {
+    transport_.set_writes_complete_at_once(writes_at_once);
+    session_ = handler.open_session(transport_);
     transport_.resume_reading();  // StreamConnection::start starts reading after open_session
   }
 
@@ -113,7 +124,7 @@ void http_one_input(const std::uint8_t* data, std::size_t size) {
   for (std::size_t i = 0; i < k; ++i) lengths.push_back(data[2 + i] == 0 ? 256 : data[2 + i]);
   std::string_view input(reinterpret_cast<const char*>(data) + 2 + k, size - 2 - k);
 
-  Driver driver(*handler);
+  Driver driver(*handler, (flags & kWritesAtOnce) != 0);
   FakeTransport& transport = driver.transport();
   bool retired = false;
   for (std::size_t pos = 0, chunk = 0; pos < input.size(); ++chunk) {
