@@ -46,6 +46,12 @@ struct Docroot {
     dir.mkdir("sub");
     dir.write("sub/index.html", "<p>sub</p>\n");
     dir.write("sub/a b.css", "p{}\n");
+    // gzip_static's sibling (its bytes need not be gzip: they are sent as they are),
+    // an index.htm that the index list prefers, and an error page.
+    dir.write("hello.txt.gz", "\x1f\x8b not really gzip\n");
+    dir.mkdir("htm");
+    dir.write("htm/index.htm", "<p>htm</p>\n");
+    dir.write("404.html", "<p>custom 404</p>\n");
   }
 };
 
@@ -113,9 +119,18 @@ class Driver {
 void http_one_input(const std::uint8_t* data, std::size_t size) {
   static Docroot docroot;
   static std::uint64_t requests = 0;
-  // The built-in http's defaults (http::declare_keys).
-  static std::unique_ptr<StreamHandler> handler =
-      make_http_layer(make_static_handler(docroot.dir.path()), HttpLimits{}, Counter(&requests));
+  // The built-in http's layer defaults (http::declare_keys), and every static
+  // option on, so that their paths are fuzzed too.
+  static std::unique_ptr<StreamHandler> handler = [] {
+    StaticOptions options;
+    options.root = docroot.dir.path();
+    options.index = {"index.htm", "index.html"};
+    options.gzip_static = true;
+    options.error_pages = {{404, "/404.html"}, {416, "/missing-page.html"}};
+    options.expires = Expires{Expires::Kind::relative, 3600};
+    options.cache_control = "public";
+    return make_http_layer(make_static_handler(std::move(options)), HttpLimits{}, Counter(&requests));
+  }();
   if (size < 2) return;
   std::uint8_t flags = data[0];
   std::size_t k = data[1] % 16;
