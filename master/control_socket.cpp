@@ -178,7 +178,7 @@ bool ControlServer::listen(const std::string& path, std::string* error) {
   } else {
     ::close(fd);
   }
-  if (rc == 0) rc = uv_listen(listener_.stream(), 64, on_connection);
+  if (rc == 0) rc = uv_listen(listener_.stream(), 256, on_connection);
   if (rc != 0) {
     *error = "control socket " + path + ": " + uv_strerror(rc);
     listener_.reset();
