@@ -358,7 +358,7 @@ class Master final : public WorkerProcess::Events, public ControlCommands::Actio
   // --- WorkerProcess::Events ---------------------------------------------------------
 
   void on_worker_message(pid_t pid, const ipc::Message& message) override {
-    if (std::holds_alternative<ipc::Ready>(message)) set_nice(pid, 0);
+    if (std::holds_alternative<ipc::Ready>(message)) set_nice(pid, own_nice_);
     dispatch(event::WorkerMessage{pid, message});
   }
 
@@ -383,6 +383,13 @@ class Master final : public WorkerProcess::Events, public ControlCommands::Actio
   // at the normal one. Needs CAP_SYS_NICE (a root master has it); without it this
   // is a no-op.
   static constexpr int kStartingNice = -10;
+  // The master's own priority, which a ready worker returns to (not 0: a master
+  // started under `nice` keeps its workers there too).
+  const int own_nice_ = [] {
+    errno = 0;
+    int nice = ::getpriority(PRIO_PROCESS, 0);
+    return errno == 0 ? nice : 0;
+  }();
   static void set_nice(pid_t pid, int nice) {
     if (::setpriority(PRIO_PROCESS, static_cast<id_t>(pid), nice) != 0 && errno != EACCES && errno != EPERM &&
         errno != ESRCH)
