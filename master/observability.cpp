@@ -99,7 +99,9 @@ void Observability::upgrade_finished(bool ok) {
 }
 
 void Observability::successor_exited() {
-  if (!handed_over_ || announced_stopping_ || admin_.listening() || !admin_config_.enabled) return;
+  MasterPhase phase = supervisor_.phase();
+  bool stopping = phase == MasterPhase::draining || phase == MasterPhase::terminating || phase == MasterPhase::stopped;
+  if (!handed_over_ || stopping || admin_.listening() || !admin_config_.enabled) return;
   std::string error;
   if (!admin_.listen(admin_config_.address, &error)) PF_LOG_WARN("admin: after the rollback: %s", error.c_str());
 }
