@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
                "1 failed, 3 timed out, 4 control socket off)");
   app.add_option("--timeout", timeout, "with --wait: how long, a duration (default 15s for reload, 30s for upgrade)");
   CLI::App* status = app.add_subcommand(
-      "status", "show the running master and its workers (asks GET /status of the [admin] endpoint)");
+      "status", "show the running master and its workers (from the [admin] endpoint if on, else the control socket)");
   status->fallthrough();  // `preforkd status -c FILE` as well as `preforkd -c FILE status`
 
   // Internal: how the master starts workers. Hidden from --help.
