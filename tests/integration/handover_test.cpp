@@ -7,14 +7,14 @@
 // different worker counts on the same reuseport groups. After each step: pids,
 // generations, the pid file and .oldbin, the control socket, every response.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include <memory>
 #include <regex>
 #include <thread>
 
+#include "tests/integration/busy_port.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/integration/load_client.hpp"
 #include "tests/integration/unix_client.hpp"
@@ -139,34 +139,41 @@ void complete(Preforkd& server, pid_t fresh) {
   EXPECT_EQ(status_master(server), fresh);
 }
 
-TEST(Handover, ManualCompletionUnderLoadLosesNothing) {
-  Preforkd server({.workers = 2, .top_config = kManual});
-  std::string why;
-  ASSERT_TRUE(server.start(10s, &why)) << why;
-  pid_t old_master = server.master_pid();
-  Load load(server, 4);
-  std::this_thread::sleep_for(300ms);
-  pid_t fresh = enter_window(server, old_master);
-  ASSERT_GT(fresh, 0);
+// A manual-handover server with 2 workers, under Load, taken into the window:
+// the new master serves, the old one is parked.
+class HandoverUnderLoad : public ::testing::Test {
+ protected:
+  void enter_window_under_load(int load_seconds) {
+    std::string why;
+    ASSERT_TRUE(server_.start(10s, &why)) << why;
+    old_master_ = server_.master_pid();
+    load_ = std::make_unique<Load>(server_, load_seconds);
+    std::this_thread::sleep_for(300ms);
+    fresh_ = enter_window(server_, old_master_);
+    ASSERT_GT(fresh_, 0);
+  }
+  Preforkd server_{{.workers = 2, .top_config = kManual}};
+  pid_t old_master_ = 0;
+  pid_t fresh_ = 0;
+  std::unique_ptr<Load> load_;
+};
+
+TEST_F(HandoverUnderLoad, ManualCompletionUnderLoadLosesNothing) {
+  enter_window_under_load(4);
+  if (HasFatalFailure()) return;
   std::this_thread::sleep_for(500ms);  // the window, under load
-  complete(server, fresh);
-  load.expect_nothing_lost("manual upgrade, completed (QUIT to the old master)", server);
-  expect_settled(server, fresh, 2);
+  complete(server_, fresh_);
+  load_->expect_nothing_lost("manual upgrade, completed (QUIT to the old master)", server_);
+  expect_settled(server_, fresh_, 2);
 }
 
-TEST(Handover, ManualRollbackUnderLoadLosesNothing) {
-  Preforkd server({.workers = 2, .top_config = kManual});
-  std::string why;
-  ASSERT_TRUE(server.start(10s, &why)) << why;
-  pid_t old_master = server.master_pid();
-  Load load(server, 4);
-  std::this_thread::sleep_for(300ms);
-  pid_t fresh = enter_window(server, old_master);
-  ASSERT_GT(fresh, 0);
+TEST_F(HandoverUnderLoad, ManualRollbackUnderLoadLosesNothing) {
+  enter_window_under_load(4);
+  if (HasFatalFailure()) return;
   std::this_thread::sleep_for(500ms);
-  roll_back(server, old_master, fresh, 2, 2);
-  load.expect_nothing_lost("manual upgrade, rolled back (HUP to the old master, QUIT to the new)", server);
-  expect_settled(server, old_master, 2);
+  roll_back(server_, old_master_, fresh_, 2, 2);
+  load_->expect_nothing_lost("manual upgrade, rolled back (HUP to the old master, QUIT to the new)", server_);
+  expect_settled(server_, old_master_, 2);
 }
 
 // After a rollback the old master is an ordinary master again: USR2 works, and
@@ -201,46 +208,34 @@ TEST(Handover, RollbackThenUpgradeAgain) {
 // the old master, parked, brings its own workers back when the new one exits,
 // as nginx's does. Connections that arrive in between wait in the sockets' queues
 // (the old master holds every one), so nothing is lost; they see latency.
-TEST(Handover, QuitToTheNewMasterAloneBringsTheOldWorkersBackLosingNothing) {
-  Preforkd server({.workers = 2, .top_config = kManual});
-  std::string why;
-  ASSERT_TRUE(server.start(10s, &why)) << why;
-  pid_t old_master = server.master_pid();
-  Load load(server, 4);
+TEST_F(HandoverUnderLoad, QuitToTheNewMasterAloneBringsTheOldWorkersBackLosingNothing) {
+  enter_window_under_load(4);
+  if (HasFatalFailure()) return;
   std::this_thread::sleep_for(300ms);
-  pid_t fresh = enter_window(server, old_master);
-  ASSERT_GT(fresh, 0);
-  std::this_thread::sleep_for(300ms);
-  ASSERT_EQ(kill(fresh, SIGQUIT), 0);
-  ASSERT_TRUE(wait_gone(fresh, 20s)) << server.log();
-  ASSERT_TRUE(server.wait_log(std::to_string(old_master) + " master: upgrade rolled back: new master " +
-                                  std::to_string(fresh) + " exited",
+  ASSERT_EQ(kill(fresh_, SIGQUIT), 0);
+  ASSERT_TRUE(wait_gone(fresh_, 20s)) << server_.log();
+  ASSERT_TRUE(server_.wait_log(std::to_string(old_master_) + " master: upgrade rolled back: new master " +
+                                  std::to_string(fresh_) + " exited",
                               5s))
-      << server.log();
-  ASSERT_TRUE(server.wait_log(std::to_string(old_master) + " master: generation 2: all 2 workers ready", 10s))
-      << server.log();
-  load.expect_nothing_lost("manual upgrade, QUIT to the new master without HUP to the old", server);
-  expect_settled(server, old_master, 2);
+      << server_.log();
+  ASSERT_TRUE(server_.wait_log(std::to_string(old_master_) + " master: generation 2: all 2 workers ready", 10s))
+      << server_.log();
+  load_->expect_nothing_lost("manual upgrade, QUIT to the new master without HUP to the old", server_);
+  expect_settled(server_, old_master_, 2);
 }
 
 // TERM to the parked old master completes the upgrade as QUIT does (it has no
 // worker to stop fast); TERM to the new master is its fast stop (what it serves
 // at that instant is cut), after which the old master resumes by itself.
-TEST(Handover, TermToTheOldMasterInTheWindowCompletesTheUpgrade) {
-  Preforkd server({.workers = 2, .top_config = kManual});
-  std::string why;
-  ASSERT_TRUE(server.start(10s, &why)) << why;
-  pid_t old_master = server.master_pid();
-  Load load(server, 3);
-  std::this_thread::sleep_for(300ms);
-  pid_t fresh = enter_window(server, old_master);
-  ASSERT_GT(fresh, 0);
-  ASSERT_TRUE(server.signal(SIGTERM));
-  ASSERT_EQ(server.wait_exit(10s), std::optional<int>(0)) << server.log();
-  server.follow_master(fresh);
-  ASSERT_TRUE(server.wait_log(std::to_string(fresh) + " master: upgrade complete", 5s)) << server.log();
-  load.expect_nothing_lost("manual upgrade, TERM to the parked old master", server);
-  expect_settled(server, fresh, 2);
+TEST_F(HandoverUnderLoad, TermToTheOldMasterInTheWindowCompletesTheUpgrade) {
+  enter_window_under_load(3);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(server_.signal(SIGTERM));
+  ASSERT_EQ(server_.wait_exit(10s), std::optional<int>(0)) << server_.log();
+  server_.follow_master(fresh_);
+  ASSERT_TRUE(server_.wait_log(std::to_string(fresh_) + " master: upgrade complete", 5s)) << server_.log();
+  load_->expect_nothing_lost("manual upgrade, TERM to the parked old master", server_);
+  expect_settled(server_, fresh_, 2);
 }
 
 TEST(Handover, TermToTheNewMasterInTheWindowBringsTheOldWorkersBack) {
@@ -314,22 +309,15 @@ TEST(Handover, UpgradeWaitReportsTheOutcome) {
 
   // A port only a start can find taken: the CLI's check passes, the new master
   // fails to bind and reports it over its report pipe; the client prints it.
-  int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  ASSERT_EQ(bind(busy, reinterpret_cast<sockaddr*>(&address), length), 0);
-  ASSERT_EQ(listen(busy, 1), 0);
-  ASSERT_EQ(getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  const std::string port = std::to_string(ntohs(address.sin_port));
-  write_file(server.config_path(),
-             good + "\n[[listen]]\nname = \"busy\"\naddress = \"127.0.0.1:" + port + "\"\nprotocol = \"tcp-echo\"\n");
+  BusyPort busy;
+  ASSERT_GT(busy.port(), 0);
+  const std::string port = std::to_string(busy.port());
+  write_file(server.config_path(), good + busy.listener());
   std::string out;
   EXPECT_EQ(server.run_cli("-s upgrade --wait", &out), 1) << out;
   EXPECT_EQ(out, "preforkd: upgrade failed: listener busy: bind 127.0.0.1:" + port + ": Address already in use\n")
       << server.log();
-  close(busy);
+  busy.release();
   expect_settled(server, old_master, 2);
 
   // A config error the CLI would catch first, sent by a raw client: the new

@@ -4,9 +4,7 @@
 // start, a timeout; and the sequences around it: requests that coalesce, a stop
 // that abandons the reload, the master dying while a client waits.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "tests/integration/busy_port.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/integration/unix_client.hpp"
 
@@ -98,24 +97,17 @@ TEST(ReloadWait, APortThatCannotBeBoundIsReported) {
   Preforkd server({.workers = 2});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
-  int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  ASSERT_EQ(bind(busy, reinterpret_cast<sockaddr*>(&address), length), 0);
-  ASSERT_EQ(listen(busy, 1), 0);
-  ASSERT_EQ(getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  int port = ntohs(address.sin_port);
+  BusyPort busy;
+  ASSERT_GT(busy.port(), 0);
+  int port = busy.port();
   std::string good = read_file(server.config_path());
-  write_file(server.config_path(), good + "\n[[listen]]\nname = \"busy\"\naddress = \"127.0.0.1:" +
-                                       std::to_string(port) + "\"\nprotocol = \"tcp-echo\"\n");
+  write_file(server.config_path(), good + busy.listener());
   std::string out;
   EXPECT_EQ(server.run_cli("-s reload --wait", &out), 1) << out;
   const std::string error = "listener busy: bind 127.0.0.1:" + std::to_string(port) + ": Address already in use";
   EXPECT_EQ(out, "preforkd: reload failed: " + error + "\n");
   EXPECT_NE(server.log().find("reload: " + error), std::string::npos) << server.log();
-  close(busy);
+  busy.release();
   write_file(server.config_path(), good);
   EXPECT_EQ(server.run_cli("-s reload --wait", &out), 0) << out;
 }
@@ -178,14 +170,20 @@ TEST(ReloadWait, RequestsDuringAReloadCoalesceAndEachClientGetsAnOutcome) {
   EXPECT_EQ(count_of(server.log(), "reload: starting generation"), 2u) << server.log();
 }
 
+// `-s reload --wait` on a server whose workers start slowly, and `signum` to the
+// master while the reload runs: what the client ends with.
+CliResult wait_interrupted_by(Preforkd& server, int signum) {
+  std::string why;
+  if (!start_slow(server, 1500, &why)) return {-1, why};
+  auto a = run_cli_async(server, "-s reload --wait");
+  if (!server.wait_log("reload: starting generation 2", 5s)) return {-1, server.log()};
+  server.signal(signum);
+  return a.get();
+}
+
 TEST(ReloadWait, AStopAbandonsTheReloadAndTheClientIsTold) {
   Preforkd server({.workers = 1});
-  std::string why;
-  ASSERT_TRUE(start_slow(server, 1500, &why)) << why;
-  auto a = run_cli_async(server, "-s reload --wait");
-  ASSERT_TRUE(server.wait_log("reload: starting generation 2", 5s)) << server.log();
-  ASSERT_TRUE(server.signal(SIGQUIT));
-  CliResult r = a.get();
+  CliResult r = wait_interrupted_by(server, SIGQUIT);
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_EQ(r.output, "preforkd: reload failed: abandoned: the master is stopping (QUIT)\n");
   EXPECT_EQ(server.wait_exit(15s), std::optional<int>(0)) << server.log();
@@ -193,12 +191,7 @@ TEST(ReloadWait, AStopAbandonsTheReloadAndTheClientIsTold) {
 
 TEST(ReloadWait, TheMasterDyingWhileAClientWaitsFailsIt) {
   Preforkd server({.workers = 1});
-  std::string why;
-  ASSERT_TRUE(start_slow(server, 1500, &why)) << why;
-  auto a = run_cli_async(server, "-s reload --wait");
-  ASSERT_TRUE(server.wait_log("reload: starting generation 2", 5s)) << server.log();
-  ASSERT_TRUE(server.signal(SIGKILL));
-  CliResult r = a.get();
+  CliResult r = wait_interrupted_by(server, SIGKILL);
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_EQ(r.output, "preforkd: the master closed the connection before the reload finished (did it exit?)\n");
 }

@@ -142,6 +142,20 @@ TEST(SlotSocketsSteering, FollowsTheKernelOrderWhenAMiddleSlotCloses) {
 // A binary upgrade's two masters: each holds its own fds of the same sockets (in
 // one process here: the successor adopts duplicates). `successor` adopts what
 // `old` describes, as the new master does from its environment.
+void adopt_duplicates(const SlotSockets& old, SlotSockets& successor);
+
+// The old master with `slots` slots of one listener, and its successor holding them too.
+struct TwoMasters {
+  explicit TwoMasters(int slots) : listener(listener_on(test::loopback_any_port())) {
+    fds = open_slots(old_master, listener, slots);
+    adopt_duplicates(old_master, new_master);
+  }
+  SlotSockets old_master;
+  ListenerConfig listener;
+  std::vector<int> fds;  // the old master's
+  SlotSockets new_master;
+};
+
 void adopt_duplicates(const SlotSockets& old, SlotSockets& successor) {
   std::vector<int> fds;
   std::string description = old.describe_for_upgrade(0, &fds);
@@ -162,11 +176,8 @@ void adopt_duplicates(const SlotSockets& old, SlotSockets& successor) {
 // program, and the kernel hashes new connections onto sockets the old master
 // still holds but nobody polls (they are reset when it exits).
 TEST(SlotSocketsShared, ASuccessorThatForgetsTheOldMastersCopiesFeedsSocketsNobodyPolls) {
-  SlotSockets old_master;
-  ListenerConfig listener = listener_on(test::loopback_any_port());
-  std::vector<int> fds = open_slots(old_master, listener, 4);
-  SlotSockets new_master;
-  adopt_duplicates(old_master, new_master);
+  TwoMasters masters(4);
+  auto& [old_master, listener, fds, new_master] = masters;
   ListenerKey key = key_of(listener);
   new_master.retain_only({{key, 0}, {key, 1}});
   ASSERT_TRUE(new_master.steer(listener, {0, 1}));
@@ -178,11 +189,8 @@ TEST(SlotSocketsShared, ASuccessorThatForgetsTheOldMastersCopiesFeedsSocketsNobo
 // while it lives (the supervisor's held set) and, shared, steers explicitly even
 // to "all it knows": nothing new reaches the old master's extra slots.
 TEST(SlotSocketsShared, SharedSteeringNamesItsSlotsAndNeverDetaches) {
-  SlotSockets old_master;
-  ListenerConfig listener = listener_on(test::loopback_any_port());
-  std::vector<int> fds = open_slots(old_master, listener, 4);
-  SlotSockets new_master;
-  adopt_duplicates(old_master, new_master);
+  TwoMasters masters(4);
+  auto& [old_master, listener, fds, new_master] = masters;
   new_master.set_shared(true);
   ASSERT_TRUE(new_master.steer(listener, {0, 1}));
   std::vector<int> counts = spread(listener, fds, 200);
@@ -207,11 +215,8 @@ TEST(SlotSocketsShared, SharedSteeringNamesItsSlotsAndNeverDetaches) {
 // may have attached a refusing filter (its reload removed the listener), which
 // this master's next acquire() must clear although it never set one itself.
 TEST(SlotSocketsShared, SharedForgetsTheFiltersTheOtherMasterMayHaveSet) {
-  SlotSockets old_master;
-  ListenerConfig listener = listener_on(test::loopback_any_port());
-  std::vector<int> fds = open_slots(old_master, listener, 2);
-  SlotSockets new_master;
-  adopt_duplicates(old_master, new_master);
+  TwoMasters masters(2);
+  auto& [old_master, listener, fds, new_master] = masters;
   old_master.set_shared(true);
   ListenerConfig other = listener_on(test::loopback_any_port());
   new_master.refuse_removed({other});  // the new configuration has no such listener
