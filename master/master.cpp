@@ -218,7 +218,8 @@ class Master final : public WorkerProcess::Events, public ControlCommands::Actio
         if (!notify.queued) observability_.reload_requested();
         break;
       case effect::Notify::What::reload_finished:
-        observability_.reload_finished(notify.generation, notify.ok, notify.pending);
+        // A refused request changed nothing: no news for systemd or the metrics.
+        if (!notify.refused) observability_.reload_finished(notify.generation, notify.ok, notify.pending);
         break;
       case effect::Notify::What::upgrade_finished: observability_.upgrade_finished(notify.ok); break;
       case effect::Notify::What::upgrade_requested:

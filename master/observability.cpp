@@ -75,8 +75,10 @@ void Observability::generation_ready() {
 }
 
 void Observability::reload_requested() {
-  // While a successor runs it is the service's main process: its state is the news.
-  if (supervisor_.successor() != SuccessorState::none) return;
+  // While a successor runs it is the service's main process: its state is the
+  // news; once stopping, nothing may look like a return to service.
+  if (supervisor_.successor() != SuccessorState::none || announced_stopping_) return;
+  reload_announced_ = true;
   notifier_.notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()) + "\nSTATUS=reloading; " +
                    status_line() + "\n");
 }
@@ -84,7 +86,10 @@ void Observability::reload_requested() {
 void Observability::reload_finished(unsigned generation, bool ok, bool pending) {
   last_reload_ = ReloadResult{true, ok, generation, unix_now_s()};
   if (pending) return;  // the queued one follows at once; READY after it
-  if (supervisor_.successor() != SuccessorState::none) return;
+  // READY=1 answers RELOADING=1 only: not after STOPPING=1 (a stop abandoned the
+  // reload), nor for a reload systemd was not told of (in a successor's time).
+  if (!reload_announced_ || announced_stopping_) return;
+  reload_announced_ = false;
   std::string status = ok ? "reloaded; " + status_line() : "reload failed (see the error log); " + status_line();
   // Serving again after our successor exited: we are the main process once more.
   std::string main_pid = handed_over_ && ok ? "MAINPID=" + std::to_string(getpid()) + "\n" : "";

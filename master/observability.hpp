@@ -62,6 +62,7 @@ class Observability final : public AdminServer::Provider {
   std::uint64_t start_ms_;
   bool announced_ready_ = false;
   bool announced_stopping_ = false;
+  bool reload_announced_ = false;  // RELOADING=1 sent, READY=1 not yet
 };
 
 }  // namespace preforkd

@@ -241,7 +241,8 @@ void Supervisor::reload(std::uint64_t now) {
   }
   if (!refused.empty()) {
     PF_LOG_WARN("reload: refused: %s", refused.c_str());
-    finish_reload(attempt, false, refused, false);
+    out_.push_back(effect::Notify{.what = effect::Notify::What::reload_finished, .generation = serving_,
+                                  .attempt = attempt, .reason = refused, .refused = true});
     return;
   }
   current_reload_ = attempt;
@@ -282,7 +283,8 @@ void Supervisor::upgrade(std::uint64_t) {
     refused = "not now (" + std::string(to_string(phase_)) + ")";
   if (!refused.empty()) {
     PF_LOG_WARN("upgrade: refused: %s", refused.c_str());
-    finish_upgrade(attempt, false, refused, 0);
+    out_.push_back(effect::Notify{.what = effect::Notify::What::upgrade_finished, .attempt = attempt,
+                                  .reason = refused, .refused = true});
     return;
   }
   current_upgrade_ = attempt;

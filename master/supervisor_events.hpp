@@ -185,6 +185,7 @@ struct Notify {
   unsigned attempt = 0;     // *_requested, *_finished
   bool queued = false;      // reload_requested: it waits for the reload in progress
   std::string reason = {};  // *_finished and not ok: the error, as the log has it
+  bool refused = false;     // *_finished and not ok: the request was not taken on (nothing was tried)
   UpgradeHandover handover = UpgradeHandover::automatic;  // upgrade_finished and ok
 };
 // Every worker is gone after a stop: the master may exit.

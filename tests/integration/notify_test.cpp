@@ -227,6 +227,8 @@ TEST(Notify, ManualRollbackHandsMainPidBackToTheOldMaster) {
                           std::to_string(old_master) + " serves again\n",
                       new_master, server.log());
   EXPECT_TRUE(wait_gone(new_master, 15s)) << server.log();
+  // Once the old master knows it is alone again, it is the service: its stop is the service's.
+  ASSERT_TRUE(server.wait_log(std::to_string(old_master) + " master: rollback complete", 5s)) << server.log();
   ASSERT_TRUE(server.signal(SIGQUIT));
   EXPECT_NOTIFICATION(systemd, "STOPPING=1\nSTATUS=stopping\n", old_master, server.log());
   EXPECT_EQ(server.wait_exit(15s), std::optional<int>(0)) << server.log();

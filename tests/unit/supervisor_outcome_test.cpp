@@ -155,6 +155,12 @@ TEST_F(Outcomes, AStopAbandonsTheReloadInProgressAndTheQueuedOne) {
                                                          "2 failed: abandoned: the master is stopping (QUIT)"}));
   sup_.reload(13);
   EXPECT_EQ(reload_outcomes().back(), "3 failed: the master is draining");
+  // Abandoned reloads were tried (systemd and the metrics hear of them); the
+  // refused one was not.
+  auto finished = sup_.notes_of(What::reload_finished);
+  EXPECT_FALSE(finished[0].refused);
+  EXPECT_FALSE(finished[1].refused);
+  EXPECT_TRUE(finished[2].refused);
 }
 
 TEST_F(Outcomes, WinchAbandonsTheReloadInProgressAndTheQueuedOne) {
