@@ -1,6 +1,6 @@
 // upgrade_handover = "manual": the rollback window after USR2, with the real
 // binary under real clients (wrk keep-alive and `Connection: close`, plus
-// clients that check every response and datagram). Completing (QUIT to the old
+// clients that check every response and datagram, and curl at each step). Completing (QUIT to the old
 // master) and rolling back (HUP to the old master, QUIT to the new) must lose
 // nothing; so must the sequences around them: rollback then upgrade again, QUIT
 // to the new master without a HUP to the old, TERM to either, and masters with
@@ -45,6 +45,16 @@ std::size_t workers_of_generation(pid_t master, unsigned generation) {
     n += read_file("/proc/" + std::to_string(w) + "/cmdline").find(needle) != std::string::npos;
   return n;
 }
+
+// What curl, a client the test did not write, gets for /hello.txt: "200 hello from preforkd".
+std::string curl(const Preforkd& server) {
+  std::string out;
+  run_command("curl -sS --max-time 5 -w ' %{http_code}' http://127.0.0.1:" + std::to_string(server.http_port()) +
+                  "/hello.txt",
+              &out);
+  return out;
+}
+constexpr const char* kCurlOk = "hello from preforkd\n 200";
 
 // Waits until `master`'s only child is `child` (its workers are gone: it is parked).
 bool wait_parked(pid_t master, pid_t child, Millis timeout) {
@@ -112,6 +122,7 @@ pid_t enter_window(Preforkd& server, pid_t old_master, std::size_t nth = 1) {
   EXPECT_TRUE(exists(control_path(server) + ".oldbin"));
   EXPECT_EQ(status_master(server), fresh);
   EXPECT_EQ(workers_of_generation(fresh, 1), 2u) << server.log();
+  EXPECT_EQ(curl(server), kCurlOk);
   return fresh;
 }
 
@@ -128,6 +139,7 @@ void roll_back(Preforkd& server, pid_t old_master, pid_t fresh, unsigned generat
   ASSERT_TRUE(server.wait_log(std::to_string(old_master) + " master: rollback complete", 5s)) << server.log();
   EXPECT_EQ(status_master(server), old_master);
   EXPECT_EQ(workers_of_generation(old_master, generation), workers);
+  EXPECT_EQ(curl(server), kCurlOk);
 }
 
 // QUIT to the parked old master: the upgrade is complete.
@@ -137,6 +149,7 @@ void complete(Preforkd& server, pid_t fresh) {
   server.follow_master(fresh);
   ASSERT_TRUE(server.wait_log(std::to_string(fresh) + " master: upgrade complete", 5s)) << server.log();
   EXPECT_EQ(status_master(server), fresh);
+  EXPECT_EQ(curl(server), kCurlOk);
 }
 
 // A manual-handover server with 2 workers, under Load, taken into the window:
