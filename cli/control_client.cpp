@@ -15,6 +15,7 @@ namespace {
 
 // A status document of 1024 workers is some 200 KiB; nothing legitimate is near this.
 constexpr std::size_t kMaxReplyBytes = 16 * 1024 * 1024;
+constexpr int kConnectTimeoutS = 5;
 
 int remaining_ms(ControlClient::Deadline deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -40,9 +41,16 @@ bool ControlClient::request(const std::string& path, control::Command command, s
     *error = std::string("socket(AF_UNIX): ") + std::strerror(errno);
     return false;
   }
+  // A master whose backlog is full would keep a blocking connect waiting: bounded.
+  timeval limit{kConnectTimeoutS, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     int saved = errno;
     switch (saved) {
+      case EAGAIN:
+        *error = "the master does not accept on the control socket " + path + " (busy for " +
+                 std::to_string(kConnectTimeoutS) + " s)";
+        break;
       case ENOENT:
         *error = "no master answers on the control socket " + path + " (none running, or it has control_socket = \"\")";
         break;
