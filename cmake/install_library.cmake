@@ -25,6 +25,17 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/preforkdConfigVersi
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/preforkdConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/preforkdConfigVersion.cmake
   DESTINATION ${PREFORKD_CMAKE_DIR})
 
-file(RELATIVE_PATH PREFORKD_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
+# prefix= relative to the .pc file by default, so that `cmake --install --prefix`
+# may put the tree anywhere. A distribution package turns that off (debian/rules):
+# with prefix=/usr, pkg-config recognises /usr/include and /usr/lib/<multiarch> as
+# system directories and leaves them out of --cflags and --libs, as for every other
+# library on the system, instead of printing them as .../pkgconfig/../../../include.
+option(PREFORKD_PC_RELOCATABLE "preforkd.pc finds its prefix from its own location (\${pcfiledir})" ON)
+if(PREFORKD_PC_RELOCATABLE)
+  file(RELATIVE_PATH PREFORKD_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
+  set(PREFORKD_PC_PREFIX "\${pcfiledir}/${PREFORKD_PC_TO_PREFIX}")
+else()
+  set(PREFORKD_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+endif()
 configure_file(cmake/preforkd.pc.in ${CMAKE_CURRENT_BINARY_DIR}/preforkd.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/preforkd.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,6 +1,7 @@
-// wrk, the real HTTP load client, in the background: its output in a file, its
-// summary parsed (requests, socket errors, non-2xx). Killed by pid if it outlives
-// its duration by far (it stops by itself after -d).
+// wrk, the HTTP load generator, run in the background against a test server: its
+// output goes to a file and its summary (requests, socket errors, non-2xx) is
+// parsed at the end. Killed by pid if it outlives its duration by far (it stops
+// by itself after -d), so a failing test leaves no wrk behind.
 #pragma once
 
 #include <sys/types.h>
@@ -11,13 +12,13 @@ namespace itest {
 
 class Wrk {
  public:
+  // keep_alive false: every request carries `Connection: close`.
   Wrk(int port, int connections, int seconds, bool keep_alive, const std::string& dir,
       const std::string& path = "/hello.txt");
   ~Wrk();
   Wrk(const Wrk&) = delete;
   Wrk& operator=(const Wrk&) = delete;
-  // Waits for wrk to end (bounded) and parses its summary; false if it did not
-  // exit cleanly.
+  // Waits for wrk to end (bounded) and parses its summary; false unless it exited 0.
   bool finish();
   long requests() const { return requests_; }
   long socket_errors() const { return socket_errors_; }
