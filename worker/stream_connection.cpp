@@ -104,16 +104,18 @@ ssize_t StreamConnection::send_now(const iovec* iov, int count, bool more) {
   }
 }
 
+ssize_t StreamConnection::send_unless_queued(std::string_view head, std::string_view body) {
+  if (!queue_.empty()) return 0;  // behind queued output: in order, later
+  iovec iov[2] = {iov_of(head), iov_of(body)};
+  return send_now(iov, 2, false);
+}
+
 void StreamConnection::write(std::string head, std::string body) {
   if (!accepts_output()) return;
-  std::size_t sent = 0;
-  if (queue_.empty()) {
-    iovec iov[2] = {iov_of(head), iov_of(body)};
-    ssize_t n = send_now(iov, 2, false);
-    if (n < 0) return;
-    sent = static_cast<std::size_t>(n);
-    if (sent == head.size() + body.size()) return;
-  }
+  ssize_t n = send_unless_queued(head, body);
+  if (n < 0) return;
+  auto sent = static_cast<std::size_t>(n);
+  if (sent == head.size() + body.size()) return;
   queue_rest(head, std::move(head), body, std::move(body), nullptr, sent);
 }
 
@@ -131,14 +133,10 @@ void StreamConnection::write_shared_range(std::string head, std::shared_ptr<cons
 void StreamConnection::write_now(std::string_view head, std::string_view body,
                                  std::shared_ptr<const void> body_owner) {
   if (!accepts_output()) return;
-  std::size_t sent = 0;
-  if (queue_.empty()) {
-    iovec iov[2] = {iov_of(head), iov_of(body)};
-    ssize_t n = send_now(iov, 2, false);
-    if (n < 0) return;
-    sent = static_cast<std::size_t>(n);
-    if (sent == head.size() + body.size()) return;
-  }
+  ssize_t n = send_unless_queued(head, body);
+  if (n < 0) return;
+  auto sent = static_cast<std::size_t>(n);
+  if (sent == head.size() + body.size()) return;
   queue_rest(head, {}, body, {}, std::move(body_owner), sent);
 }
 

@@ -91,6 +91,9 @@ class StreamConnection final : public StreamTransport {
   // Sends what it can of the pieces at once (nothing is queued ahead of them);
   // returns how many bytes the socket took, or -1 after a fatal error (closed).
   ssize_t send_now(const iovec* iov, int count, bool more);
+  // send_now of head and body when nothing is queued ahead of them; 0 when
+  // something is (they must wait their turn), -1 after a fatal error.
+  ssize_t send_unless_queued(std::string_view head, std::string_view body);
   // The write path's common end: `pieces` bytes went out of `total`; queues the
   // rest of a and b (views into memory that a_owner/b_owner keep alive, or copies).
   void queue_rest(std::string_view a, std::string&& a_owned, std::string_view b, std::string&& b_owned,
