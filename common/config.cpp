@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -434,11 +435,50 @@ class Loader {
       case KeyType::boolean: return expect_bool(*n, name);
       case KeyType::integer: return expect_integer(*n, name, key.min, key.max);
       case KeyType::duration: return seconds(*n, name);
-      case KeyType::string: return expect_string(*n, name);
+      case KeyType::string: return checked(*n, name, key, expect_string(*n, name));
       case KeyType::path: return resolve(*n, name, non_empty_string(*n, name));
       case KeyType::directory: return checked_directory(*n, name);
+      case KeyType::string_list: return string_list(*n, name, key);
+      case KeyType::string_table: return string_table(*n, name, key);
     }
     fail(n->source(), name, "unsupported key type");
+  }
+
+  // A declared key's own check of one value (ValueCheck), reported at the value.
+  const std::string& checked(const toml::node& at, const std::string& name, const KeySpec& key,
+                             const std::string& value) const {
+    if (key.check) {
+      std::string complaint = key.check(value);
+      if (!complaint.empty()) fail(at.source(), name, complaint);
+    }
+    return value;
+  }
+
+  std::vector<std::string> string_list(const toml::node& node, const std::string& name, const KeySpec& key) const {
+    const auto* array = node.as_array();
+    if (array == nullptr) fail(node.source(), name, "expected a list of strings, such as [\"a\", \"b\"]");
+    if (array->size() > kMaxListElements) fail(node.source(), name, "at most 64 elements");
+    std::vector<std::string> out;
+    for (const toml::node& element : *array) out.push_back(checked(element, name, key, non_empty_string(element, name)));
+    return out;
+  }
+
+  // { 404 = "/404.html" }: TOML keys are strings; these must be integers in range.
+  StringTable string_table(const toml::node& node, const std::string& name, const KeySpec& key) const {
+    const toml::table& t = expect_table(node, name);
+    StringTable out;
+    for (auto&& [k, value] : t) {
+      const std::string entry = name + "." + std::string(k.str());
+      std::int64_t number = 0;
+      const std::string_view text = k.str();
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+      if (ec != std::errc() || end != text.data() + text.size() || number < key.min || number > key.max)
+        fail(k.source(), entry,
+             "expected an integer key between " + std::to_string(key.min) + " and " + std::to_string(key.max));
+      out.emplace_back(number, checked(value, entry, key, non_empty_string(value, entry)));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
   const toml::node& required(const toml::table& t, const std::string& prefix,

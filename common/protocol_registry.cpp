@@ -46,6 +46,18 @@ class SchemaBuilder final : public Schema {
     add_optional(key, KeyType::path, default_value);
   }
   void directory(std::string_view key) override { add_optional(key, KeyType::directory, std::nullopt); }
+  void checked_string(std::string_view key, std::string_view default_value, ValueCheck check) override {
+    add_key(key, KeyType::string, std::string(default_value)).check = std::move(check);
+  }
+  void string_list(std::string_view key, std::vector<std::string> default_value, ValueCheck check) override {
+    add_key(key, KeyType::string_list, std::move(default_value)).check = std::move(check);
+  }
+  void string_table(std::string_view key, std::int64_t min, std::int64_t max, ValueCheck check) override {
+    KeySpec& k = add_key(key, KeyType::string_table, StringTable{});
+    k.min = min;
+    k.max = max;
+    k.check = std::move(check);
+  }
   void counter(std::string_view name, std::string_view help) override { add_counter(name, false, help); }
   void gauge(std::string_view name, std::string_view help) override { add_counter(name, true, help); }
 
@@ -84,6 +96,21 @@ void check_key(const ProtocolSpec& spec, const KeySpec& key) {
   }
   if (key.type == KeyType::path && !key.required && std::get<std::string>(key.default_value).empty())
     refuse(spec.name, what, "a path's default must not be empty");
+  if (key.type == KeyType::string_table && key.min > key.max) refuse(spec.name, what, "min is greater than max");
+  // The loader holds a written value to the check; the default must hold too.
+  auto check_default = [&](const std::string& value) {
+    std::string complaint = key.check ? key.check(value) : std::string();
+    if (!complaint.empty()) refuse(spec.name, what, "default \"" + value + "\" fails its own check: " + complaint);
+  };
+  if (key.type == KeyType::string && key.check) check_default(std::get<std::string>(key.default_value));
+  if (key.type == KeyType::string_list) {
+    const auto& list = std::get<std::vector<std::string>>(key.default_value);
+    if (list.size() > kMaxListElements) refuse(spec.name, what, "default has more than 64 elements");
+    for (const std::string& element : list) {
+      if (element.empty()) refuse(spec.name, what, "default has an empty element");
+      check_default(element);
+    }
+  }
 }
 
 }  // namespace

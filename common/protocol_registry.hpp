@@ -20,19 +20,24 @@
 
 namespace preforkd {
 
-enum class KeyType { boolean, integer, duration, string, path, directory };
+enum class KeyType { boolean, integer, duration, string, path, directory, string_list, string_table };
 
-// A key's value: bool (boolean), int64 (integer), double seconds (duration), or the
-// string of a string, path (absolute once loaded) or directory (canonical) key.
-using KeyData = std::variant<bool, std::int64_t, double, std::string>;
+// A key's value: bool (boolean), int64 (integer), double seconds (duration), the
+// string of a string, path (absolute once loaded) or directory (canonical) key, a
+// string list, or a string table.
+using KeyData = std::variant<bool, std::int64_t, double, std::string, std::vector<std::string>, StringTable>;
 
 struct KeySpec {
   std::string name;
   KeyType type = KeyType::string;
   bool required = false;
   KeyData default_value;
-  std::int64_t min = 0, max = 0;  // integer keys
+  std::int64_t min = 0, max = 0;  // integer keys; a string table's integer keys
+  ValueCheck check;               // strings (checked_string), list elements, table values
 };
+
+// The longest string_list a config may write.
+inline constexpr std::size_t kMaxListElements = 64;
 
 struct CounterSpec {
   std::string name;    // as declared: "commands"

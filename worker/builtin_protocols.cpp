@@ -16,11 +16,11 @@ class StaticFiles final : public Protocol {
  public:
   StaticFiles() : Protocol("http", Transport::stream) {}
   void declare(Schema& schema) const override {
-    schema.directory("root");
+    declare_static_keys(schema);
     http::declare_keys(schema);
   }
   std::unique_ptr<StreamHandler> stream_handler(Listener& listener) override {
-    return http::serve(listener, make_static_handler(listener.string("root")));
+    return http::serve(listener, make_static_handler(static_options_of(listener)));
   }
 };
 

@@ -84,6 +84,23 @@ Body Body::file(int fd, std::uint64_t offset, std::uint64_t length) {
   return b;
 }
 
+Body Body::file(std::shared_ptr<const void> owner, int fd, std::uint64_t offset, std::uint64_t length) {
+  if (!owner) throw std::invalid_argument("Body::file: no owner for the fd");
+  static const std::string kNothing;
+  Body b;
+  b.kind_ = Kind::file;
+  b.shared_ = std::shared_ptr<const std::string>(std::move(owner), &kNothing);
+  b.fd_ = fd;
+  b.offset_ = offset;
+  b.length_ = length;
+  return b;
+}
+
+std::shared_ptr<const void> Body::fd_owner() const {
+  if (kind_ != Kind::file || !shared_) return nullptr;
+  return shared_;
+}
+
 Body Body::length_only(std::uint64_t length) {
   Body b;
   b.kind_ = Kind::length_only;
@@ -101,7 +118,7 @@ Body::Body(Body&& other) noexcept
 
 Body& Body::operator=(Body&& other) noexcept {
   if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0 && !fd_owner()) ::close(fd_);
     kind_ = other.kind_;
     bytes_ = std::move(other.bytes_);
     shared_ = std::move(other.shared_);
@@ -113,10 +130,10 @@ Body& Body::operator=(Body&& other) noexcept {
 }
 
 Body::~Body() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0 && !fd_owner()) ::close(fd_);
 }
 
-int Body::release_fd() noexcept { return std::exchange(fd_, -1); }
+int Body::release_fd() noexcept { return fd_owner() ? -1 : std::exchange(fd_, -1); }
 
 namespace {
 

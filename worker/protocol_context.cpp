@@ -51,5 +51,11 @@ double ListenerContext::duration(std::string_view key) const {
 const std::string& ListenerContext::string(std::string_view key) const {
   return value<std::string>(key, KeyType::string, KeyType::path, KeyType::directory);
 }
+const std::vector<std::string>& ListenerContext::string_list(std::string_view key) const {
+  return value<std::vector<std::string>>(key, KeyType::string_list, KeyType::string_list, KeyType::string_list);
+}
+const StringTable& ListenerContext::string_table(std::string_view key) const {
+  return value<StringTable>(key, KeyType::string_table, KeyType::string_table, KeyType::string_table);
+}
 
 }  // namespace preforkd

@@ -55,6 +55,8 @@ class ListenerContext final : public Listener {
   std::int64_t integer(std::string_view key) const override;
   double duration(std::string_view key) const override;
   const std::string& string(std::string_view key) const override;
+  const std::vector<std::string>& string_list(std::string_view key) const override;
+  const StringTable& string_table(std::string_view key) const override;
 
  private:
   template <class T>

@@ -26,6 +26,9 @@ struct CountingTransport final : preforkd::StreamTransport {
   void write_shared(std::string head, std::shared_ptr<const std::string> body) override {
     bytes += head.size() + body->size();
   }
+  void write_now(std::string_view head, std::string_view body, std::shared_ptr<const void>) override {
+    bytes += head.size() + body.size();
+  }
   std::size_t write_queue_size() const override { return 0; }
   bool writes_pending() const override { return false; }
   void pause_reading() override {}

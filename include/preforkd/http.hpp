@@ -17,7 +17,9 @@
 // The layer writes the status line, Server, Date, Connection (when not the
 // version's default) and Content-Length (from the Body; none for 1xx, 204 and 304),
 // and for HEAD sends no body. Handlers add every other header and must not write
-// those four or Transfer-Encoding.
+// those four or Transfer-Encoding. It answers 400 itself, before any handler sees
+// the request, to an HTTP/1.1 request without Host and to any with more than one
+// (RFC 9112 section 3.2).
 //
 // Requests on one connection are answered strictly in order: the next one is not
 // parsed until the current response has been queued (a file body: fully sent), so a
@@ -59,7 +61,10 @@ class PREFORKD_API Request {
  public:
   virtual std::string_view method() const = 0;  // "GET", "POST", ...
   virtual std::string_view target() const = 0;  // as sent: "/a/b?x=1"
-  virtual std::string_view path() const = 0;    // the target up to '?' or '#'
+  // The target up to '?' or '#', still percent-encoded. For an absolute-form target
+  // ("http://host/a/b?x=1", RFC 9112 section 3.2.2) the path after the authority
+  // ("/a/b"; "/" if it has none).
+  virtual std::string_view path() const = 0;
   virtual std::string_view query() const = 0;   // after '?', without it; "" if none
   virtual int version_major() const = 0;
   virtual int version_minor() const = 0;
@@ -76,8 +81,9 @@ class PREFORKD_API Request {
 };
 
 // A response body: bytes owned by the response, bytes shared with a cache (never
-// copied), a file range (streamed with back-pressure; the layer owns the fd from
-// here on and closes it), or, for HEAD, only the length a GET would send.
+// copied), a file range (sent with sendfile(2); from an fd the layer owns from here
+// on and closes, or from one an owner keeps open, such as an open-file cache), or,
+// for HEAD, only the length a GET would send.
 class PREFORKD_API Body {
  public:
   enum class Kind { bytes, shared, file, length_only };
@@ -88,6 +94,10 @@ class PREFORKD_API Body {
   static Body shared(std::shared_ptr<const std::string> bytes, std::size_t offset, std::size_t length);
   static Body file(int fd, std::uint64_t offset, std::uint64_t length);
   static Body length_only(std::uint64_t length);
+  // A range of a file that `owner` keeps open: the layer holds `owner` until the
+  // range is sent and never closes fd. If the file turns out shorter than
+  // offset + length, the connection is closed (the length was promised).
+  static Body file(std::shared_ptr<const void> owner, int fd, std::uint64_t offset, std::uint64_t length);
 
   Body(Body&& other) noexcept;
   Body& operator=(Body&& other) noexcept;
@@ -101,13 +111,18 @@ class PREFORKD_API Body {
   const std::shared_ptr<const std::string>& shared_bytes() const { return shared_; }
   std::uint64_t offset() const { return offset_; }
   int fd() const { return fd_; }
-  // Gives up the file descriptor (the caller closes it now).
+  // Gives up the file descriptor (the caller closes it now). Not for a file body
+  // with an owner (fd_owner()), whose fd the owner closes.
   int release_fd() noexcept;
+  // A file body's owner, if it was made with one; else null.
+  std::shared_ptr<const void> fd_owner() const;
   std::string take_bytes() { return std::move(bytes_); }
 
  private:
   Kind kind_ = Kind::bytes;
   std::string bytes_;
+  // Kind::shared: the bytes. Kind::file with an owner: shares the owner's ownership
+  // (pointing at an empty string), so that the layout stays what it was.
   std::shared_ptr<const std::string> shared_;
   int fd_ = -1;
   std::uint64_t offset_ = 0;

@@ -18,10 +18,13 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <preforkd/export.hpp>
 #include <preforkd/stream.hpp>
@@ -46,6 +49,15 @@ class Counter {
   std::uint64_t* value_;
   static inline std::uint64_t sink_ = 0;
 };
+
+// A check of one written value (a checked string, or each element of a list or
+// table key): "" accepts it; anything else is the complaint the loader reports at
+// that value, "FILE:LINE:COL: KEY: complaint", at -t, start and every reload, so a
+// bad value never reaches a worker. Runs in every process that loads the config.
+using ValueCheck = std::function<std::string(std::string_view value)>;
+
+// A string_table key's value: (integer key, string) pairs, ascending by key.
+using StringTable = std::vector<std::pair<std::int64_t, std::string>>;
 
 // What a protocol declares in Protocol::declare(). Names of keys and counters are
 // [a-z][a-z0-9_]*, at most 48 bytes. Keys are validated by the config loader (type,
@@ -73,6 +85,16 @@ class PREFORKD_API Schema {
   // (gauge), with '-' in the protocol's name written '_'.
   virtual void counter(std::string_view name, std::string_view help) = 0;
   virtual void gauge(std::string_view name, std::string_view help) = 0;
+  // A string whose written value `check` accepts (the default is the protocol's
+  // own and must pass it too).
+  virtual void checked_string(std::string_view key, std::string_view default_value, ValueCheck check) = 0;
+  // A list of strings, ["index.html", "index.htm"] (at most 64; each non-empty and
+  // accepted by `check`, which may be empty).
+  virtual void string_list(std::string_view key, std::vector<std::string> default_value, ValueCheck check) = 0;
+  // A table of non-empty strings under integer keys in [min, max],
+  // { 404 = "/404.html", 500 = "/50x.html" }; empty by default; each value
+  // accepted by `check`, which may be empty.
+  virtual void string_table(std::string_view key, std::int64_t min, std::int64_t max, ValueCheck check) = 0;
 
  protected:
   ~Schema() = default;
@@ -110,11 +132,13 @@ class PREFORKD_API Listener {
   virtual Worker& worker() const = 0;
   // The value of a key this protocol declared, written or default. Throws
   // std::invalid_argument for an undeclared key or another type. string() serves
-  // string, path and directory keys.
+  // string, checked string, path and directory keys.
   virtual bool boolean(std::string_view key) const = 0;
   virtual std::int64_t integer(std::string_view key) const = 0;
   virtual double duration(std::string_view key) const = 0;  // seconds
   virtual const std::string& string(std::string_view key) const = 0;
+  virtual const std::vector<std::string>& string_list(std::string_view key) const = 0;
+  virtual const StringTable& string_table(std::string_view key) const = 0;
 
  protected:
   ~Listener() = default;

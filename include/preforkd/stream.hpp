@@ -38,8 +38,12 @@ class PREFORKD_API StreamTransport {
   virtual void write_shared(std::string head, std::shared_ptr<const std::string> body) {
     write(std::move(head), body ? *body : std::string());
   }
-  // Bytes queued and not yet taken by the kernel.
+  // Bytes queued and not yet taken by the kernel (a queued file range counts its
+  // unsent length).
   virtual std::size_t write_queue_size() const = 0;
+  // Output is waiting for the peer to read; on_writes_done() follows once it is all
+  // sent. A write the socket takes at once leaves this false and has no
+  // on_writes_done(): check it after writing.
   virtual bool writes_pending() const = 0;
   virtual void pause_reading() = 0;
   virtual void resume_reading() = 0;
@@ -64,6 +68,23 @@ class PREFORKD_API StreamTransport {
                                   std::size_t length) {
     write(std::move(head), body ? body->substr(offset, length) : std::string());
   }
+  // Sends head and body at once as far as the socket takes them (one writev) and
+  // keeps only the rest: what is left of `head` is copied; what is left of `body` is
+  // kept valid by `body_owner` until sent, or copied if there is no owner. For output
+  // built in a buffer the session reuses: a response the socket takes whole costs no
+  // allocation. The default copies both into write().
+  virtual void write_now(std::string_view head, std::string_view body, std::shared_ptr<const void> body_owner) {
+    (void)body_owner;
+    write(std::string(head), std::string(body));
+  }
+  // `head` as write_now, then `length` bytes of the open file `fd` from `offset`; the
+  // real connection sends them with sendfile(2), without copying them through user
+  // space. `owner` keeps fd open until the range is sent or the connection is gone
+  // (the transport never closes fd itself). A file that ends before offset + length
+  // closes the connection: the peer was promised the length. The default reads the
+  // range with pread(2) and hands it to write().
+  virtual void write_file(std::string_view head, int fd, std::uint64_t offset, std::uint64_t length,
+                          std::shared_ptr<const void> owner);
 };
 
 // One connection's protocol state.
@@ -74,7 +95,8 @@ class PREFORKD_API StreamSession {
   virtual void on_data(std::string_view bytes) = 0;
   // The peer will send nothing more (FIN). Reading has stopped.
   virtual void on_eof() = 0;
-  // Every queued write has completed: the hook for streaming and back-pressure.
+  // Output that had to wait for the peer (writes_pending()) has all been sent: the
+  // hook for back-pressure. Not called for writes the socket took at once.
   virtual void on_writes_done() {}
   // The worker is retiring (reload, QUIT, TTOU, max_requests): finish the unit of
   // work in progress, then close. Also called right after open_session for a

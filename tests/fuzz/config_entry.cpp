@@ -38,7 +38,20 @@ void check_key(const KeySpec& spec, const KeyValue& value, Fail fail) {
       if (!std::holds_alternative<double>(v)) fail(spec.name + ": not a duration");
       if (!(std::get<double>(v) > 0 && std::get<double>(v) <= 3600)) fail(spec.name + ": duration out of range");
       break;
-    case KeyType::string: break;
+    case KeyType::string:
+      if (spec.check && !spec.check(std::get<std::string>(v)).empty()) fail(spec.name + ": fails its check");
+      break;
+    case KeyType::string_list:
+      if (!std::holds_alternative<std::vector<std::string>>(v)) fail(spec.name + ": not a list");
+      for (const std::string& s : std::get<std::vector<std::string>>(v))
+        if (s.empty() || (spec.check && !spec.check(s).empty())) fail(spec.name + ": an element fails its check");
+      break;
+    case KeyType::string_table:
+      if (!std::holds_alternative<StringTable>(v)) fail(spec.name + ": not a table");
+      for (const auto& [k, s] : std::get<StringTable>(v))
+        if (k < spec.min || k > spec.max || s.empty() || (spec.check && !spec.check(s).empty()))
+          fail(spec.name + ": an entry fails its check");
+      break;
     case KeyType::path:
     case KeyType::directory:
       if (!std::holds_alternative<std::string>(v) || std::get<std::string>(v).empty() ||

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -34,10 +35,23 @@ class FakeTransport final : public StreamTransport {
   void write(std::string head, std::string body = {}) override {
     if (closed_) throw FuzzFailure("write after close()");
     if (shutting_down_) throw FuzzFailure("write after shutdown_and_close()");
-    queued_bytes_ += head.size() + body.size();
-    if (!head.empty() || !body.empty()) ++pending_writes_;
+    // Taken at once, as a socket with room takes it: nothing is pending and no
+    // on_writes_done will follow.
+    if (!writes_complete_at_once_) {
+      queued_bytes_ += head.size() + body.size();
+      if (!head.empty() || !body.empty()) ++pending_writes_;
+    }
     writes_.push_back({std::move(head), std::move(body)});
   }
+  void write_now(std::string_view head, std::string_view body, std::shared_ptr<const void>) override {
+    write(std::string(head), std::string(body));
+  }
+  // The default reads the range and hands it to write(); a file that ends early
+  // closes the connection there, as StreamConnection's sendfile does.
+  // Real connections take writes at once when the socket has room; with this set
+  // the fake does too (writes_pending() stays false), else every write waits for
+  // complete_writes().
+  void set_writes_complete_at_once(bool yes) { writes_complete_at_once_ = yes; }
   std::size_t write_queue_size() const override { return queued_bytes_; }
   bool writes_pending() const override { return pending_writes_ > 0; }
   void pause_reading() override { reading_ = false; }
@@ -81,6 +95,7 @@ class FakeTransport final : public StreamTransport {
   std::size_t pending_writes_ = 0;
   std::uint64_t timeout_ms_ = 0;
   bool reading_ = false;
+  bool writes_complete_at_once_ = false;
   bool shutting_down_ = false;
   bool closed_ = false;
 };

@@ -19,7 +19,16 @@
 namespace preforkd::fuzz {
 namespace {
 
-enum Flags : std::uint8_t { kEofAtEnd = 1, kRetireAfterFirstChunk = 2, kLetWritesPileUp = 4, kTimeoutAtEnd = 8 };
+enum Flags : std::uint8_t {
+  kEofAtEnd = 1,
+  kRetireAfterFirstChunk = 2,
+  kLetWritesPileUp = 4,
+  kTimeoutAtEnd = 8,
+  // The socket takes every write at once (no on_writes_done), as a real connection
+  // with room in its buffer does: the session must not wait for a callback that
+  // never comes.
+  kWritesAtOnce = 16,
+};
 
 // Writes completed in a row before giving up: a big file takes a few rounds, a
 // session that never stops writing is a bug.
@@ -37,12 +46,20 @@ struct Docroot {
     dir.mkdir("sub");
     dir.write("sub/index.html", "<p>sub</p>\n");
     dir.write("sub/a b.css", "p{}\n");
+    // gzip_static's sibling (its bytes need not be gzip: they are sent as they are),
+    // an index.htm that the index list prefers, and an error page.
+    dir.write("hello.txt.gz", "\x1f\x8b not really gzip\n");
+    dir.mkdir("htm");
+    dir.write("htm/index.htm", "<p>htm</p>\n");
+    dir.write("404.html", "<p>custom 404</p>\n");
   }
 };
 
 class Driver {
  public:
-  Driver(StreamHandler& handler) : session_(handler.open_session(transport_)) {
+  Driver(StreamHandler& handler, bool writes_at_once) {
+    transport_.set_writes_complete_at_once(writes_at_once);
+    session_ = handler.open_session(transport_);
     transport_.resume_reading();  // StreamConnection::start starts reading after open_session
   }
 
@@ -102,9 +119,18 @@ class Driver {
 void http_one_input(const std::uint8_t* data, std::size_t size) {
   static Docroot docroot;
   static std::uint64_t requests = 0;
-  // The built-in http's defaults (http::declare_keys).
-  static std::unique_ptr<StreamHandler> handler =
-      make_http_layer(make_static_handler(docroot.dir.path()), HttpLimits{}, Counter(&requests));
+  // The built-in http's layer defaults (http::declare_keys), and every static
+  // option on, so that their paths are fuzzed too.
+  static std::unique_ptr<StreamHandler> handler = [] {
+    StaticOptions options;
+    options.root = docroot.dir.path();
+    options.index = {"index.htm", "index.html"};
+    options.gzip_static = true;
+    options.error_pages = {{404, "/404.html"}, {416, "/missing-page.html"}};
+    options.expires = Expires{Expires::Kind::relative, 3600};
+    options.cache_control = "public";
+    return make_http_layer(make_static_handler(std::move(options)), HttpLimits{}, Counter(&requests));
+  }();
   if (size < 2) return;
   std::uint8_t flags = data[0];
   std::size_t k = data[1] % 16;
@@ -113,7 +139,7 @@ void http_one_input(const std::uint8_t* data, std::size_t size) {
   for (std::size_t i = 0; i < k; ++i) lengths.push_back(data[2 + i] == 0 ? 256 : data[2 + i]);
   std::string_view input(reinterpret_cast<const char*>(data) + 2 + k, size - 2 - k);
 
-  Driver driver(*handler);
+  Driver driver(*handler, (flags & kWritesAtOnce) != 0);
   FakeTransport& transport = driver.transport();
   bool retired = false;
   for (std::size_t pos = 0, chunk = 0; pos < input.size(); ++chunk) {

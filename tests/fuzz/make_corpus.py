@@ -48,6 +48,31 @@ http("propfind-501", "PROPFIND / HTTP/1.1\r\nHost: fuzz\r\n\r\n")
 http("traversal", get("/../../etc/passwd") + get("/%2e%2e/%2e%2e/etc/passwd") + get("/sub/a%20b.css"))
 http("retire-pipelined", get("/hello.txt") + get("/index.html"), flags=EOF_AT_END | RETIRE, chunks=(30,))
 http("partial-then-eof", "GET / HTTP/1.1\r\nHo")
+# Static HTTP at nginx's level (issue 13): ranges, validators, directories, targets,
+# gzip_static, error pages; each also with writes taken at once (a socket with room).
+AT_ONCE = 16
+for suffix, extra_flags in (("", 0), ("-at-once", AT_ONCE)):
+    f = EOF_AT_END | extra_flags
+    http("range" + suffix, get("/hello.txt", extra="Range: bytes=1-3\r\n") +
+         get("/big.bin", extra="Range: bytes=-100\r\n") + get("/hello.txt", extra="Range: bytes=0-1,3-4\r\n") +
+         get("/hello.txt", extra="Range: bytes=99-\r\n") + get("/hello.txt", extra="Range: bytes=5-1\r\n"), flags=f)
+    http("if-range" + suffix, get("/hello.txt", extra="Range: bytes=0-0\r\nIf-Range: \"0-0\"\r\n") +
+         get("/hello.txt", extra="Range: bytes=0-0\r\nIf-Range: Thu, 01 Jan 1970 00:00:00 GMT\r\n"), flags=f)
+    http("if-none-match" + suffix, get("/hello.txt", extra="If-None-Match: *\r\n") +
+         get("/hello.txt", extra="If-None-Match: W/\"x\", \"y\"\r\nIf-None-Match: \"z\"\r\n") +
+         get("/hello.txt", extra="If-Match: \"x\"\r\n") +
+         get("/hello.txt", extra="If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n"), flags=f)
+    http("directories" + suffix, get("/sub") + get("/sub?x=1") + get("//sub/") + get("/htm/") + get("/%73ub/"), flags=f)
+    http("targets" + suffix, get("http://fuzz/hello.txt?q") + get("http://fuzz") +
+         "GET /hello.txt HTTP/1.1\r\n\r\n" + get("/hello.txt"), flags=f)
+    http("two-hosts" + suffix, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", flags=f)
+    http("gzip-static" + suffix, get("/hello.txt", extra="Accept-Encoding: gzip, br\r\n") +
+         get("/hello.txt", extra="Accept-Encoding: gzip;q=0\r\n") +
+         get("/hello.txt", extra="Accept-Encoding: gzip\r\nRange: bytes=0-1\r\n") +
+         "HEAD /hello.txt HTTP/1.1\r\nHost: fuzz\r\nAccept-Encoding: *\r\n\r\n", flags=f)
+    http("error-page" + suffix, get("/missing") + get("/hello.txt", extra="Range: bytes=100-\r\n") +
+         get("/%zz"), flags=f)
+    http("big-keepalive" + suffix, get("/big.bin") * 3 + get("/hello.txt"), flags=f | PILE_UP)
 http("slowloris-timeout", "GET / HTTP/1.1\r\nHost: fu", flags=TIMEOUT)
 http("idle-timeout", get("/hello.txt"), flags=TIMEOUT)
 http("header-431", "GET / HTTP/1.1\r\nHost: fuzz\r\nX-Big: " + "h" * 17000 + "\r\n\r\n")

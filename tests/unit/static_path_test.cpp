@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace preforkd {
 namespace {
@@ -90,13 +91,87 @@ TEST_F(StaticPathTest, PlainFile) {
 
 TEST_F(StaticPathTest, DirectoryMapsToItsIndex) {
   EXPECT_EQ(resolve("/dir/").path, root_ + "/dir/index.html");
-  EXPECT_EQ(resolve("/dir").path, root_ + "/dir/index.html");
-  EXPECT_EQ(resolve("/dir").status, 200);
+  EXPECT_EQ(resolve("/dir/").status, 200);
 }
 
-TEST_F(StaticPathTest, DirectoryWithoutIndexIs404) {
-  EXPECT_EQ(resolve("/empty/").status, 404);
-  EXPECT_EQ(resolve("/empty").status, 404);
+TEST_F(StaticPathTest, DirectoryWithoutTrailingSlashIs301) {
+  // nginx redirects "/dir" to "/dir/" so that the index page's relative links work.
+  EXPECT_EQ(resolve("/dir").status, 301);
+  EXPECT_EQ(resolve("/dir").path, "");
+  EXPECT_EQ(resolve("/empty").status, 301) << "whether or not it has an index";
+  EXPECT_EQ(resolve("/innerdir").status, 301) << "a symlink to a directory too";
+}
+
+TEST_F(StaticPathTest, DirectoryWithoutIndexIs404) { EXPECT_EQ(resolve("/empty/").status, 404); }
+
+TEST_F(StaticPathTest, IndexNamesAreTriedInOrder) {
+  write(root_ + "/two/second.html", "second");
+  write(root_ + "/two/third.html", "third");
+  const std::vector<std::string> names = {"first.html", "second.html", "third.html"};
+  ResolvedPath r = resolve_normalized_path(root_, "/two/", names);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.path, root_ + "/two/second.html");
+  EXPECT_EQ(r.mapped, root_ + "/two/second.html");
+  EXPECT_EQ(resolve_normalized_path(root_, "/two/", {}).status, 404) << "no index names: no index";
+  EXPECT_EQ(resolve_normalized_path(root_, "/two/", {"none.html"}).status, 404);
+  // An index that escapes is refused, also when it is the only candidate left.
+  EXPECT_EQ(resolve_normalized_path(root_, "/evilidx/", {"missing.html", "index.html"}).status, 403);
+}
+
+TEST_F(StaticPathTest, MappedSiblingsAreCheckedLikeFiles) {
+  EXPECT_EQ(resolve_mapped_file(root_, root_ + "/a/b.txt").status, 200);
+  EXPECT_EQ(resolve_mapped_file(root_, root_ + "/a/b.txt.gz").status, 404);
+  EXPECT_EQ(resolve_mapped_file(root_, root_ + "/escape").status, 403);
+  EXPECT_EQ(resolve_mapped_file(root_, root_ + "/dir").status, 403) << "not a regular file";
+}
+
+TEST(NormalizePath, DecodesOnceAndCollapses) {
+  std::string out;
+  EXPECT_EQ(normalize_path("/a", &out), 200);
+  EXPECT_EQ(out, "/a");
+  for (std::string_view same : {"//a", "/%61", "/./a", "///./%61", "/%2e/a"}) {
+    ASSERT_EQ(normalize_path(same, &out), 200) << same;
+    EXPECT_EQ(out, "/a") << same;
+  }
+  EXPECT_EQ(normalize_path("/a/b/", &out), 200);
+  EXPECT_EQ(out, "/a/b/") << "the trailing slash means a directory";
+  EXPECT_EQ(normalize_path("/a/b/.", &out), 200);
+  EXPECT_EQ(out, "/a/b/");
+  EXPECT_EQ(normalize_path("/", &out), 200);
+  EXPECT_EQ(out, "/");
+  EXPECT_EQ(normalize_path("//", &out), 200);
+  EXPECT_EQ(out, "/");
+  EXPECT_EQ(normalize_path("/%252e", &out), 200);
+  EXPECT_EQ(out, "/%2e") << "decoded once only";
+  EXPECT_EQ(normalize_path("/a%2fb", &out), 200);
+  EXPECT_EQ(out, "/a/b");
+}
+
+TEST(NormalizePath, RefusesTraversalAndMalformedInput) {
+  std::string out;
+  for (std::string_view up : {"/..", "/a/..", "/%2e%2e/x", "/..%2fx", "/a/%2E%2E/"})
+    EXPECT_EQ(normalize_path(up, &out), 403) << up;
+  for (std::string_view bad : {"", "a", "%2fa", "/a%00b", "/%G1", "/%4"})
+    EXPECT_EQ(normalize_path(bad, &out), 400) << bad;
+}
+
+TEST(NormalizePath, IsNormalizedAgreesWithNormalizePath) {
+  for (std::string_view p : {"/", "/a", "/a/b", "/a/b/", "/a.b/c..d", "//a", "/a//b", "/./a", "/a/.", "/a/..",
+                             "/%61", "a", "", "/.a", "/..a", "/a/b/./"}) {
+    std::string out;
+    const bool expected = normalize_path(p, &out) == 200 && out == p;
+    EXPECT_EQ(is_normalized(p), expected) << p;
+  }
+}
+
+TEST(PercentEncodePath, ReencodesWhatAPathMayNotHold) {
+  EXPECT_EQ(percent_encode_path("/a b/c%d"), "/a%20b/c%25d");
+  EXPECT_EQ(percent_encode_path("/x?y#z"), "/x%3Fy%23z");
+  EXPECT_EQ(percent_encode_path("/\xff\r\n"), "/%FF%0D%0A");
+  EXPECT_EQ(percent_encode_path("/ok-._~!$&'()*+,;=:@/"), "/ok-._~!$&'()*+,;=:@/");
+  std::string out;
+  ASSERT_EQ(normalize_path(percent_encode_path("/a b/%/\xc3\xa9"), &out), 200);
+  EXPECT_EQ(out, "/a b/%/\xc3\xa9") << "round trip";
 }
 
 TEST_F(StaticPathTest, DotDotSegmentsAreForbidden) {
@@ -133,6 +208,7 @@ TEST_F(StaticPathTest, DotAndEmptySegmentsCollapse) {
   EXPECT_EQ(resolve("/./a/b.txt").status, 200);
   EXPECT_EQ(resolve("/%2e/a/b.txt").status, 200);
   EXPECT_EQ(resolve("/.").path, root_ + "/index.html");
+  EXPECT_EQ(resolve("//dir//").path, root_ + "/dir/index.html");
 }
 
 TEST_F(StaticPathTest, TrailingSlashOnFileIs404) {
