@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "common/duration.hpp"
+#include "common/exec_config_loader.hpp"
 #include "common/user_lookup.hpp"
 
 namespace preforkd {
@@ -22,6 +23,8 @@ std::string_view protocol_name(Protocol p) {
     case Protocol::http: return "http";
     case Protocol::tcp_echo: return "tcp-echo";
     case Protocol::udp_echo: return "udp-echo";
+    case Protocol::tcp: return "tcp";
+    case Protocol::udp: return "udp";
   }
   return "unknown";
 }
@@ -108,7 +111,7 @@ class Loader {
     config.source_path = source_path_;
     reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
                                    "log", "listen", "user", "group", "worker_rlimit_nofile", "max_requests",
-                                   "max_requests_jitter", "admin"});
+                                   "max_requests_jitter", "admin", "exec"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -134,7 +137,11 @@ class Loader {
         fail(n->source(), "max_requests_jitter", "needs max_requests > 0 (jitter alone recycles nothing)");
     }
     if (const toml::node* n = root.get("admin")) config.admin = admin_settings(*n);
+    // Before the listeners: with [exec] their protocols are transports.
+    if (const toml::node* n = root.get("exec")) config.exec = exec_settings(*n);
     config.listeners = listeners(root);
+    ExecReader exec_reader(*this);
+    check_exec_mode(root, config, exec_reader);
     if (const toml::node* n = root.get("admin"); n != nullptr && config.admin.enabled) {
       for (size_t j = 0; j < config.listeners.size(); ++j) {
         if (!is_datagram(config.listeners[j].protocol) && config.listeners[j].address == config.admin.address) {
@@ -357,6 +364,7 @@ class Loader {
     const bool http = protocol == Protocol::http;
     const bool stream = !is_datagram(protocol);
     auto get = [&](std::string_view key, bool allowed) -> const toml::node* {
+      allowed = allowed && !is_exec_transport(protocol);  // the program's business, not preforkd's
       const toml::node* n = t.get(key);
       if (n != nullptr && !allowed) {
         fail(n->source(), key_path(prefix, key),
@@ -416,6 +424,20 @@ class Loader {
 
   Protocol protocol(const toml::node& node, std::string_view key) const {
     const std::string& name = expect_string(node, key);
+    // Exec-mode transports: with [exec] the program speaks the protocol and only
+    // these are allowed; without it they would have nobody to speak it.
+    const bool transport = name == protocol_name(Protocol::tcp) || name == protocol_name(Protocol::udp);
+    if (exec_mode_ && transport) return name == protocol_name(Protocol::tcp) ? Protocol::tcp : Protocol::udp;
+    if (exec_mode_) {
+      fail(node.source(), key,
+           "protocol \"" + name + "\" is a built-in worker's; with [exec] the program speaks the protocol and a "
+           "listener names its transport: \"tcp\" or \"udp\"");
+    }
+    if (transport) {
+      fail(node.source(), key,
+           "protocol \"" + name + "\" needs an [exec] program to speak it (built-in protocols: http, tcp-echo, "
+           "udp-echo)");
+    }
     for (Protocol p : {Protocol::http, Protocol::tcp_echo, Protocol::udp_echo}) {
       if (name == protocol_name(p)) return p;
     }
@@ -469,8 +491,46 @@ class Loader {
     return canonical;
   }
 
+  // [exec] is parsed in common/exec_config_loader.cpp through the loader's own
+  // readers, so its errors look like every other key's.
+  class ExecReader final : public ConfigReader {
+   public:
+    explicit ExecReader(Loader& loader) : l_(loader) {}
+    void reject_unknown_keys(const toml::table& table, std::string_view prefix,
+                             std::initializer_list<std::string_view> known) const override {
+      l_.reject_unknown_keys(table, prefix, known);
+    }
+    const std::string& non_empty_string(const toml::node& node, std::string_view key) const override {
+      return l_.non_empty_string(node, key);
+    }
+    const toml::table& expect_table(const toml::node& node, std::string_view key) const override {
+      return l_.expect_table(node, key);
+    }
+    double seconds(const toml::node& node, std::string_view key) const override { return l_.seconds(node, key); }
+    std::string resolve(const toml::node& node, std::string_view key, std::string_view path) override {
+      return l_.resolve(node, key, path);
+    }
+    std::string checked_directory(const toml::node& node, const std::string& key) override {
+      return l_.checked_directory(node, key);
+    }
+
+   private:
+    void raise(const toml::source_region& at, std::string_view key, std::string_view message) const override {
+      l_.fail(at, key, message);
+    }
+    Loader& l_;
+  };
+
+  ExecConfig exec_settings(const toml::node& node) {
+    ExecReader reader(*this);
+    ExecConfig exec = parse_exec_section(node, reader);
+    exec_mode_ = exec.enabled();
+    return exec;
+  }
+
   const std::string source_path_;
   std::string base_dir_;
+  bool exec_mode_ = false;  // [exec]: listeners carry transports, not built-in protocols
 };
 
 }  // namespace

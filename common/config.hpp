@@ -9,15 +9,19 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/exec_config.hpp"
 #include "common/limits.hpp"
 #include "common/log.hpp"
 
 namespace preforkd {
 
-enum class Protocol { http, tcp_echo, udp_echo };
+// tcp, udp: exec-mode transports ([exec], common/exec_config.hpp): the program
+// speaks the protocol, preforkd only hands it the sockets.
+enum class Protocol { http, tcp_echo, udp_echo, tcp, udp };
 
 std::string_view protocol_name(Protocol p);
-inline bool is_datagram(Protocol p) { return p == Protocol::udp_echo; }
+inline bool is_datagram(Protocol p) { return p == Protocol::udp_echo || p == Protocol::udp; }
+inline bool is_exec_transport(Protocol p) { return p == Protocol::tcp || p == Protocol::udp; }
 
 struct ListenerConfig {
   std::string name;
@@ -68,6 +72,7 @@ struct Config {
   std::uint64_t max_requests_jitter = 0;   // each worker's limit adds a random 0..jitter
   LogConfig log;
   AdminConfig admin;
+  ExecConfig exec;  // exec mode: every slot runs exec.command instead of a built-in worker
   std::vector<ListenerConfig> listeners;
 };
 

@@ -13,7 +13,9 @@ std::unique_ptr<StreamHandler> make_stream_handler(const ListenerConfig& listene
     case Protocol::http: return make_http_handler(listener, stats);
     case Protocol::tcp_echo:
       return make_tcp_echo_handler(to_timer_ms(listener.limits.idle_timeout_s));
-    case Protocol::udp_echo: return nullptr;
+    case Protocol::udp_echo:
+    case Protocol::tcp:  // exec-mode transports: served by the [exec] program, never a built-in worker
+    case Protocol::udp: return nullptr;
   }
   return nullptr;
 }
@@ -22,7 +24,9 @@ std::unique_ptr<DatagramHandler> make_datagram_handler(const ListenerConfig& lis
   switch (listener.protocol) {
     case Protocol::udp_echo: return make_udp_echo_handler();
     case Protocol::http:
-    case Protocol::tcp_echo: return nullptr;
+    case Protocol::tcp_echo:
+    case Protocol::tcp:
+    case Protocol::udp: return nullptr;
   }
   return nullptr;
 }
