@@ -10,9 +10,11 @@
 
 #include "cli/status_command.hpp"
 #include "common/config.hpp"
+#include "common/exec_launch.hpp"
 #include "common/version.hpp"
 #include "master/control.hpp"
 #include "master/master.hpp"
+#include "worker/exec_trampoline.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_signals.hpp"
 
@@ -34,6 +36,10 @@ int load(const std::string& path, preforkd::Config* config, std::string* text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // [exec] mode: the master's way to become the operator's program; the program's
+  // arguments follow, so nothing here may parse them.
+  if (argc > 1 && std::strcmp(argv[1], preforkd::kExecTrampolineFlag) == 0)
+    return preforkd::run_exec_trampoline(argc, argv);
   // Before anything else: until a worker's handlers exist, a signal relayed by the
   // master (USR1 for a log rotation) must wait rather than kill it.
   for (int i = 1; i < argc; ++i)
