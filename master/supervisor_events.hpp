@@ -17,6 +17,7 @@
 
 #include "common/config.hpp"
 #include "common/ipc_message.hpp"
+#include "master/notify_message.hpp"
 #include "master/slot_sockets.hpp"
 
 namespace preforkd {
@@ -49,6 +50,10 @@ struct WorkerMessage {  // Ready, Heartbeat, Draining from a worker's pipe
   pid_t pid = 0;
   ipc::Message message;
 };
+struct Notice {  // an exec-mode worker's sd_notify datagram, from its own NOTIFY_SOCKET
+  pid_t pid = 0;
+  NotifyMessage message;
+};
 struct ProtocolError {  // a worker sent something that does not decode
   pid_t pid = 0;
   std::string error;
@@ -63,7 +68,7 @@ struct Timer {};  // the time asked for by effect::ArmTimer has come
 }  // namespace event
 
 using Event = std::variant<event::Start, event::Signal, event::GenerationPrepared, event::Spawned, event::WorkerMessage,
-                           event::ProtocolError, event::Exited, event::Timer>;
+                           event::Notice, event::ProtocolError, event::Exited, event::Timer>;
 
 // The sockets of one listener's SO_REUSEPORT group that may receive new
 // connections; the others keep what is queued on them but get nothing new.

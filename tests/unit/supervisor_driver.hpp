@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "master/notify_message.hpp"
 #include "master/supervisor.hpp"
 
 namespace preforkd {
@@ -46,6 +47,7 @@ class FakeIo {
   std::uint64_t max_requests_jitter = 0;
   std::uint64_t draw = 0;  // the random number handed back with every Spawned
   std::vector<ListenerConfig> listeners = {default_listener()};
+  ExecConfig exec;  // command set: the generations prepared from now on run programs ([exec])
 
   static ListenerConfig default_listener() {
     ListenerConfig l;
@@ -78,6 +80,10 @@ class SupervisorDriver {
   }
   // The worker reports more requests than any max_requests.
   void recycle(pid_t pid, std::uint64_t now) { worker_heartbeat(pid, now, std::numeric_limits<std::uint64_t>::max()); }
+  // An exec worker's sd_notify datagram ("READY=1\nSTATUS=...").
+  void notice(pid_t pid, std::string_view datagram, std::uint64_t now) {
+    handle(event::Notice{pid, parse_notify_message(datagram)}, now);
+  }
   void worker_exited(pid_t pid, int status, int signal, std::uint64_t now) {
     handle(event::Exited{pid, status, signal}, now);
   }
@@ -134,6 +140,7 @@ class SupervisorDriver {
       generation->config.max_requests = io_.max_requests;
       generation->config.max_requests_jitter = io_.max_requests_jitter;
       generation->config.listeners = io_.listeners;
+      generation->config.exec = io_.exec;
       config = generation;
     }
     pending.push_back(event::GenerationPrepared{prepare.generation, config});
