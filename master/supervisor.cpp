@@ -763,7 +763,7 @@ void Supervisor::tick(std::uint64_t now) {
     }
   }
   if (phase_ == MasterPhase::reloading && now >= start_due_ms_) {
-    abandon("not ready within " + std::to_string(options_.start_timeout_ms) + " ms", now);
+    abandon("not ready within " + std::to_string(start_due_ms_ - starting_since_ms_) + " ms", now);
   }
   for (auto& [pid, worker] : workers_) {
     if (worker.killed) continue;

@@ -17,76 +17,12 @@
 #include <thread>
 
 #include "tests/integration/harness.hpp"
+#include "tests/integration/wrk_client.hpp"
 
 using namespace itest;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// wrk in the background, its output in a file; killed by pid if it outlives its
-// duration by far (it stops by itself after -d).
-class Wrk {
- public:
-  Wrk(int port, int connections, int seconds, bool keep_alive, const std::string& dir) : seconds_(seconds) {
-    output_ = dir + "/wrk." + std::to_string(port) + "." + std::to_string(++count_) + ".out";
-    std::vector<std::string> args = {"wrk",  "-t2", "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
-                                     "--timeout", "5s"};
-    if (!keep_alive) {
-      args.push_back("-H");
-      args.push_back("Connection: close");
-    }
-    args.push_back("http://127.0.0.1:" + std::to_string(port) + "/hello.txt");
-    pid_ = fork();
-    if (pid_ == 0) {
-      int out = open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(out, STDOUT_FILENO);
-      dup2(out, STDERR_FILENO);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execvp("wrk", argv.data());
-      _exit(127);
-    }
-  }
-  ~Wrk() {
-    if (pid_ > 0 && !done_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  // Waits for wrk to end (bounded) and parses its summary.
-  bool finish() {
-    auto deadline = Clock::now() + std::chrono::seconds(seconds_ + 15);
-    while (!done_ && Clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        done_ = true;
-        exited_ok_ = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      } else {
-        std::this_thread::sleep_for(50ms);
-      }
-    }
-    text_ = read_file(output_);
-    std::smatch m;
-    if (std::regex_search(text_, m, std::regex(R"((\d+) requests in)"))) requests_ = std::stol(m[1]);
-    if (std::regex_search(text_, m, std::regex(R"(Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+))")))
-      socket_errors_ = std::stol(m[1]) + std::stol(m[2]) + std::stol(m[3]) + std::stol(m[4]);
-    if (std::regex_search(text_, m, std::regex(R"(Non-2xx or 3xx responses: (\d+))"))) non_2xx_ = std::stol(m[1]);
-    return done_ && exited_ok_;
-  }
-  long requests() const { return requests_; }
-  long socket_errors() const { return socket_errors_; }
-  long non_2xx() const { return non_2xx_; }
-  const std::string& output() const { return text_; }
-
- private:
-  static inline int count_ = 0;
-  int seconds_;
-  std::string output_, text_;
-  pid_t pid_ = -1;
-  bool done_ = false, exited_ok_ = false;
-  long requests_ = 0, socket_errors_ = 0, non_2xx_ = 0;
-};
 
 void expect_no_errors(Wrk& wrk, const std::string& what, const Preforkd& server) {
   ASSERT_TRUE(wrk.finish()) << "wrk did not finish cleanly:\n" << wrk.output();
