@@ -28,10 +28,14 @@ void check_accepted(const Config& c) {
   if (c.log.error_log != "stderr" && (c.log.error_log.empty() || c.log.error_log[0] != '/'))
     fail("error_log neither stderr nor absolute: " + c.log.error_log);
   if (c.listeners.empty()) fail("no listeners");
+  if (c.exec.enabled() && (c.exec.program.empty() || c.exec.program[0] != '/'))
+    fail("exec program not found to an absolute path: " + c.exec.program);
+  if (c.exec.enabled() && c.max_requests != 0) fail("max_requests with [exec]");
   for (std::size_t i = 0; i < c.listeners.size(); ++i) {
     const ListenerConfig& l = c.listeners[i];
     if (l.name.empty()) fail("listener without a name");
     if (l.backlog < 1 || l.backlog > 65535) fail("backlog " + std::to_string(l.backlog));
+    if (c.exec.enabled() != is_exec_transport(l.protocol)) fail("exec transport and [exec] disagree");
     bool http = l.protocol == Protocol::http;
     if (http && (l.root.empty() || l.root[0] != '/')) fail("http root not absolute: " + l.root);
     if (!http && !l.root.empty()) fail("root on a non-http listener");
