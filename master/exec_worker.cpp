@@ -35,7 +35,7 @@ ExecWorker::ExecWorker(uv_loop_t* loop, Events& events)
       process_(this) {}
 
 pid_t ExecWorker::spawn(int slot, unsigned generation, const Config& config, const std::vector<int>& listen_fds,
-                        std::uint64_t serial) {
+                        std::uint64_t serial, std::uint64_t watchdog_usec) {
   const ExecConfig& exec = config.exec;
   const pid_t master = ::getpid();
   // Whom the program will run as, hence whose datagrams are its own.
@@ -79,7 +79,7 @@ pid_t ExecWorker::spawn(int slot, unsigned generation, const Config& config, con
   worker_env.generation = generation;
   for (const auto& listener : config.listeners) worker_env.fd_names.push_back(listener.name);
   worker_env.notify_socket = notify_.address();
-  worker_env.watchdog_usec = static_cast<std::uint64_t>(config.worker_timeout_s * 1e6);
+  worker_env.watchdog_usec = watchdog_usec;
   std::vector<std::string> env = exec_environment(inherited_environment(), exec, worker_env);
 
   std::vector<char*> argv = c_strings(args);

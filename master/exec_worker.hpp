@@ -36,9 +36,10 @@ class ExecWorker {
 
   // Starts config.exec.command for slot of generation with listen_fds (one per
   // listener, in config order). serial makes the notify socket's name unique
-  // within this master. Returns the pid, or a negative libuv error (logged).
+  // within this master; watchdog_usec is the worker_timeout the supervisor
+  // judges with. Returns the pid, or a negative libuv error (logged).
   pid_t spawn(int slot, unsigned generation, const Config& config, const std::vector<int>& listen_fds,
-              std::uint64_t serial);
+              std::uint64_t serial, std::uint64_t watchdog_usec);
   pid_t pid() const { return pid_; }
 
  private:

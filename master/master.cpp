@@ -280,7 +280,7 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   // its own workers, which would keep the raised priority for good.
   pid_t spawn_exec_worker(int slot, unsigned generation, const Config& config, const std::vector<int>& fds) {
     auto worker = std::make_unique<ExecWorker>(loop_, *this);
-    pid_t pid = worker->spawn(slot, generation, config, fds, ++exec_serial_);
+    pid_t pid = worker->spawn(slot, generation, config, fds, ++exec_serial_, supervisor_.worker_timeout_ms() * 1000);
     if (pid > 0) exec_workers_[pid] = std::move(worker);
     return pid;
   }

@@ -123,6 +123,8 @@ class Supervisor {
   unsigned worker_crashes() const { return worker_crashes_; }
   // Times a slot reached backoff.crash_loop_after consecutive failures.
   unsigned crash_loops() const { return crash_loops_; }
+  // What worker_timeout is judged with (a program is told it as WATCHDOG_USEC).
+  std::uint64_t worker_timeout_ms() const { return options_.worker_timeout_ms; }
 
  private:
   // Why a Spawn was asked for; the answer (Spawned) is matched against it.

@@ -250,6 +250,24 @@ TEST_F(SupervisorExec, QuitSendsTheStopSignalToEveryProgramAndTermIsTerm) {
   EXPECT_EQ(io_.signals_to(lingering), (std::vector<int>{SIGINT, SIGTERM}));
 }
 
+TEST_F(SupervisorExec, ParkingStopsProgramsAtOnceAndAReloadBringsThemBack) {
+  start_ready();
+  const pid_t a = sup_.worker_of(0), b = sup_.worker_of(1);
+  sup_.park(1'000);
+  EXPECT_EQ(sup_.phase(), MasterPhase::parked);
+  // The master keeps every socket for the generation a reload brings: nothing to linger for.
+  EXPECT_EQ(io_.signals_to(a), std::vector<int>{SIGTERM});
+  EXPECT_EQ(io_.signals_to(b), std::vector<int>{SIGTERM});
+  sup_.worker_exited(a, 0, 0, 1'500);
+  sup_.worker_exited(b, 0, 0, 1'500);
+  EXPECT_EQ(io_.spawns, 2) << "nothing refilled while parked";
+  sup_.reload(2'000);
+  for (const auto& [pid, w] : std::map<pid_t, WorkerInfo>(sup_.workers())) sup_.notice(pid, "READY=1", 2'100);
+  EXPECT_EQ(sup_.phase(), MasterPhase::running);
+  EXPECT_EQ(sup_.serving_generation(), 2u);
+  EXPECT_EQ(io_.spawns, 4);
+}
+
 TEST_F(SupervisorExec, Usr1BecomesTheProgramsReopenSignal) {
   io_.exec.reopen_signal = SIGHUP;
   start_ready();
