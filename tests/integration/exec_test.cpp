@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -292,6 +293,26 @@ TEST(ExecMode, TheProgramGetsItsSocketsEnvironmentAndCredentials) {
     EXPECT_EQ(probe["parent_death_signal"], SIGTERM);
   }
   run_command("rm -rf '" + dir + "'");
+}
+
+// The master ignores SIGPIPE and its workers block their signals until their
+// handlers exist; a program must inherit neither. `sleep` changes nothing of
+// its own, so its /proc status shows what the trampoline left.
+TEST(ExecMode, AProgramInheritsNoIgnoredOrBlockedSignalAndNoOtherFd) {
+  ExecServer s({"sleep", false, false, "command = [\"sleep\", \"60\"]\nready = \"0.5s\"\n"}, {.workers = 2});
+  std::string why;
+  ASSERT_TRUE(s.start(&why)) << why;
+  for (pid_t pid : s.workers()) {
+    const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+    for (const char* field : {"SigBlk:\t", "SigIgn:\t"}) {
+      auto at = status.find(field);
+      ASSERT_NE(at, std::string::npos);
+      EXPECT_EQ(status.substr(at + std::strlen(field), 16), "0000000000000000") << field << " of " << pid;
+    }
+    std::string fds;
+    run_command("ls /proc/" + std::to_string(pid) + "/fd | sort -n | tr '\\n' ' '", &fds);
+    EXPECT_EQ(fds, "0 1 2 3 ") << "pid " << pid;
+  }
 }
 
 // A program that exits at once: its own error message is in the log under its
