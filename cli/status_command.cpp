@@ -149,7 +149,10 @@ int print_status(const Config& config) {
                   w.value("generation", 0u), w.value("state", "?").c_str(), duration(w.value("uptime_s", 0.0)).c_str(),
                   counter(w, "accepted").c_str(), counter(w, "active").c_str(), counter(w, "requests").c_str(),
                   w.value("restarts", 0u));
-      if (w.value("kind", "") == "exec") std::printf("  exec: %s", w.value("status", "").c_str());
+      if (w.value("kind", "") == "exec") {
+        const std::string status = w.value("status", "");
+        std::printf("  exec%s%s", status.empty() ? "" : ": ", status.c_str());
+      }
       std::printf("\n");
     }
   } catch (const Json::exception& e) {
