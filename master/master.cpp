@@ -64,6 +64,10 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
       return 1;
     }
     exe_.assign(exe, size);
+    // What a worker returns to once ready: the master's own priority, which is not
+    // 0 under `nice` (as the test suite is run).
+    errno = 0;
+    if (int own = ::getpriority(PRIO_PROCESS, 0); errno == 0) own_nice_ = own;
     if ((rc = uv_timer_init(loop_, timer_.get())) != 0) {
       PF_LOG_ERROR("uv_timer_init: %s", uv_strerror(rc));
       return 1;
@@ -301,7 +305,7 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   // --- WorkerProcess::Events ---------------------------------------------------------
 
   void on_worker_message(pid_t pid, const ipc::Message& message) override {
-    if (std::holds_alternative<ipc::Ready>(message)) set_nice(pid, 0);
+    if (std::holds_alternative<ipc::Ready>(message)) set_nice(pid, own_nice_);
     dispatch(event::WorkerMessage{pid, message});
   }
 
@@ -419,6 +423,7 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   GenerationConfig initial_;
   std::string current_error_log_ = initial_.config.log.error_log;
   std::string exe_;  // the path we were started from: what USR2 runs (workers run our own image)
+  int own_nice_ = 0;  // the master's priority: a starting worker's boost ends there
   Supervisor supervisor_;
   UvHandle<uv_timer_t> timer_;
   // The supervisor's deadlines are judged after the loop has read what is
