@@ -1,7 +1,11 @@
-// preforkd's command line: run the master, test a config (-t), signal a running
-// master (-s), show it (status), or — when the master spawns us with --worker —
-// run as a worker.
+// preforkd::main(), the command line of every preforkd binary (the preforkd
+// executable's own main is cli/preforkd.cpp; an application's is the same one
+// call): register the protocols, then run the master, test a config (-t), signal
+// a running master (-s), show it (status), or — when the master spawns us with
+// --worker — run as a worker.
 #include <CLI/CLI.hpp>
+#include <preforkd/main.hpp>
+#include <preforkd/version.hpp>
 #include <sys/prctl.h>
 
 #include <cstdio>
@@ -11,9 +15,11 @@
 #include "cli/status_command.hpp"
 #include "common/config.hpp"
 #include "common/exec_launch.hpp"
+#include "common/protocol_registry.hpp"
 #include "common/version.hpp"
 #include "master/control.hpp"
 #include "master/master.hpp"
+#include "worker/builtin_protocols.hpp"
 #include "worker/exec_trampoline.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_signals.hpp"
@@ -33,17 +39,33 @@ int load(const std::string& path, preforkd::Config* config, std::string* text) {
   }
 }
 
+// Master and workers alike: the config is validated against these, and workers
+// call their factories.
+bool register_protocols(std::initializer_list<std::reference_wrapper<preforkd::Protocol>> protocols) {
+  try {
+    preforkd::ensure_builtin_protocols();
+    for (preforkd::Protocol& p : protocols) preforkd::process_registry().add(p);
+    return true;
+  } catch (const preforkd::RegistrationError& e) {
+    std::fprintf(stderr, "preforkd: cannot register %s\n", e.what());
+    return false;
+  }
+}
+
 }  // namespace
 
-int main(int argc, char** argv) {
+const char* preforkd::version() { return preforkd::kVersion; }
+
+int preforkd::main(int argc, char** argv, std::initializer_list<std::reference_wrapper<Protocol>> protocols) {
   // [exec] mode: the master's way to become the operator's program; the program's
-  // arguments follow, so nothing here may parse them.
+  // arguments follow, so nothing here may parse them (nor register protocols).
   if (argc > 1 && std::strcmp(argv[1], preforkd::kExecTrampolineFlag) == 0)
     return preforkd::run_exec_trampoline(argc, argv);
   // Before anything else: until a worker's handlers exist, a signal relayed by the
   // master (USR1 for a log rotation) must wait rather than kill it.
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--worker") == 0) preforkd::hold_worker_signals();
+  if (!register_protocols(protocols)) return 1;
   CLI::App app{"preforkd: a pre-fork multi-process server with zero-downtime reloads"};
   app.set_version_flag("-v,--version", std::string("preforkd ") + preforkd::kVersion);
   std::string config_path = PREFORKD_DEFAULT_CONFIG;

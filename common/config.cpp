@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -18,15 +19,10 @@
 
 namespace preforkd {
 
-std::string_view protocol_name(Protocol p) {
-  switch (p) {
-    case Protocol::http: return "http";
-    case Protocol::tcp_echo: return "tcp-echo";
-    case Protocol::udp_echo: return "udp-echo";
-    case Protocol::tcp: return "tcp";
-    case Protocol::udp: return "udp";
-  }
-  return "unknown";
+const KeyData* ListenerConfig::key(std::string_view wanted) const {
+  for (const KeyValue& k : keys)
+    if (k.key == wanted) return &k.value;
+  return nullptr;
 }
 
 std::string read_config_text(const std::string& path) {
@@ -77,7 +73,12 @@ std::string key_path(std::string_view prefix, std::string_view key) {
 
 std::string listener_path(size_t index) { return "listen[" + std::to_string(index + 1) + "]"; }
 
-bool same_transport(Protocol a, Protocol b) { return is_datagram(a) == is_datagram(b); }
+bool same_transport(const ProtocolRef& a, const ProtocolRef& b) { return a.transport == b.transport; }
+
+template <class List>
+bool contains(const List& list, std::string_view key) {
+  return std::find(std::begin(list), std::end(list), key) != std::end(list);
+}
 
 int online_cpus() {
   const long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -104,7 +105,8 @@ std::string base_directory(const std::string& source_path) {
 // operator sees exactly one precise message, as from a compiler.
 class Loader {
  public:
-  explicit Loader(const std::string& source_path) : source_path_(source_path) {}
+  Loader(const std::string& source_path, const ProtocolRegistry& protocols)
+      : source_path_(source_path), protocols_(protocols) {}
 
   Config load(const toml::table& root) {
     Config config;
@@ -164,15 +166,25 @@ class Loader {
 
   void reject_unknown_keys(const toml::table& table, std::string_view prefix,
                            std::initializer_list<std::string_view> known) const {
-    // Tables iterate in key order; report the unknown key that comes first in the
-    // file, at the key itself, since that is the text the operator has to fix.
+    reject_keys(table, prefix, [&](std::string_view key) { return contains(known, key); }, "unknown key");
+  }
+
+  // Tables iterate in key order; report the key that comes first in the file, at
+  // the key itself, since that is the text the operator has to fix.
+  // An unknown key is shown at the key (the text to fix is its name); a known key
+  // in the wrong place at its value, as every other complaint about a value.
+  template <class Allowed>
+  void reject_keys(const toml::table& table, std::string_view prefix, Allowed allowed, std::string_view why,
+                   bool at_value = false) const {
     const toml::key* first = nullptr;
+    const toml::node* first_value = nullptr;
     for (auto&& [key, value] : table) {
-      bool ok = false;
-      for (std::string_view k : known) ok = ok || key.str() == k;
-      if (!ok && (first == nullptr || key.source().begin < first->source().begin)) first = &key;
+      if (!allowed(key.str()) && (first == nullptr || key.source().begin < first->source().begin)) {
+        first = &key;
+        first_value = &value;
+      }
     }
-    if (first != nullptr) fail(first->source(), key_path(prefix, first->str()), "unknown key");
+    if (first != nullptr) fail(at_value ? first_value->source() : first->source(), key_path(prefix, first->str()), why);
   }
 
   const std::string& expect_string(const toml::node& node, std::string_view key) const {
@@ -337,14 +349,21 @@ class Loader {
   ListenerConfig listener(const toml::table& t, size_t index,
                           const std::vector<ListenerConfig>& earlier) {
     const std::string path = listener_path(index);
-    reject_unknown_keys(t, path, {"name", "address", "protocol", "backlog", "reuseport", "root", "max_request_line",
-                                  "max_header_size", "max_body_size", "header_timeout", "idle_timeout",
-                                  "send_timeout", "max_datagram_size", "retire_idle_grace"});
+    // Unknown: no protocol of this binary declares it. Keys of other protocols are
+    // refused below as not allowed for this one.
+    reject_keys(
+        t, path,
+        [&](std::string_view key) {
+          return contains(kCommonListenerKeys, key) || contains(kStreamListenerKeys, key) ||
+                 contains(kDatagramListenerKeys, key) || protocols_.any_declares(key);
+        },
+        "unknown key");
     ListenerConfig out;
     out.name = listener_name(t, index, earlier);
     const toml::node& address_node = required(t, path, "address");
     out.address = address(address_node, key_path(path, "address"));
-    out.protocol = protocol(required(t, path, "protocol"), key_path(path, "protocol"));
+    const ProtocolSpec& spec = protocol(required(t, path, "protocol"), key_path(path, "protocol"));
+    out.protocol = {spec.name, spec.transport};
     reject_duplicate_address(address_node, key_path(path, "address"), out, earlier);
     // Accepted for UDP too, where it means nothing, so a listener's protocol can be
     // switched without having to delete lines.
@@ -352,47 +371,45 @@ class Loader {
       out.backlog = static_cast<int>(expect_integer(*n, key_path(path, "backlog"), 1, 65535));
     }
     if (const toml::node* n = t.get("reuseport")) out.reuseport = expect_bool(*n, key_path(path, "reuseport"));
-    out.root = root_directory(t, path, out.protocol);
-    out.limits = limits(t, path, out.protocol);
+    // Each key is allowed only where it means something, so a misplaced key (a
+    // header limit on tcp-echo) is an error rather than silently ignored.
+    const bool stream = spec.transport == Transport::stream;
+    reject_keys(
+        t, path,
+        [&](std::string_view key) {
+          // With [exec] the transport keys too are the program's business (no worker applies them).
+          return contains(kCommonListenerKeys, key) || spec.key(key) != nullptr ||
+                 (!exec_mode_ && (stream ? contains(kStreamListenerKeys, key) : contains(kDatagramListenerKeys, key)));
+        },
+        "not allowed for protocol \"" + spec.name + "\"", /*at_value=*/true);
+    if (const toml::node* n = t.get("send_timeout")) out.send_timeout_s = seconds(*n, key_path(path, "send_timeout"));
+    if (const toml::node* n = t.get("max_datagram_size")) {
+      out.max_datagram_size = static_cast<std::size_t>(
+          expect_integer(*n, key_path(path, "max_datagram_size"), 1, kMaxDatagramSizeLimit));
+    }
+    for (const KeySpec& key : spec.keys) out.keys.push_back({key.name, key_value(t, path, spec, key)});
     return out;
   }
 
-  // Each limit is allowed only where it means something, so a misplaced key (a
-  // header limit on tcp-echo) is an error rather than silently ignored.
-  ListenerLimits limits(const toml::table& t, const std::string& prefix, Protocol protocol) const {
-    ListenerLimits out;
-    const bool http = protocol == Protocol::http;
-    const bool stream = !is_datagram(protocol);
-    auto get = [&](std::string_view key, bool allowed) -> const toml::node* {
-      allowed = allowed && !is_exec_transport(protocol);  // the program's business, not preforkd's
-      const toml::node* n = t.get(key);
-      if (n != nullptr && !allowed) {
-        fail(n->source(), key_path(prefix, key),
-             "not allowed for protocol \"" + std::string(protocol_name(protocol)) + "\"");
-      }
-      return n;
-    };
-    auto size = [&](const toml::node& n, std::string_view key, std::int64_t min, std::int64_t max) {
-      return static_cast<std::size_t>(expect_integer(n, key_path(prefix, key), min, max));
-    };
-    if (const auto* n = get("max_request_line", http)) {
-      out.max_request_line = size(*n, "max_request_line", 64, kMaxHeaderSizeLimit);
+  // A declared key's value: as written, checked for its type (and range), or its
+  // default; a required key that is missing is reported at the table.
+  KeyData key_value(const toml::table& t, const std::string& prefix, const ProtocolSpec& spec, const KeySpec& key) {
+    const std::string name = key_path(prefix, key.name);
+    const toml::node* n = t.get(key.name);
+    if (n == nullptr) {
+      if (key.required) fail(t.source(), name, "missing required key (protocol \"" + spec.name + "\" needs it)");
+      if (key.type == KeyType::path) return resolve(t, name, std::get<std::string>(key.default_value));
+      return key.default_value;
     }
-    if (const auto* n = get("max_header_size", http)) {
-      out.max_header_size = size(*n, "max_header_size", 256, kMaxHeaderSizeLimit);
+    switch (key.type) {
+      case KeyType::boolean: return expect_bool(*n, name);
+      case KeyType::integer: return expect_integer(*n, name, key.min, key.max);
+      case KeyType::duration: return seconds(*n, name);
+      case KeyType::string: return expect_string(*n, name);
+      case KeyType::path: return resolve(*n, name, non_empty_string(*n, name));
+      case KeyType::directory: return checked_directory(*n, name);
     }
-    if (const auto* n = get("max_body_size", http)) {
-      out.max_body_size = size(*n, "max_body_size", 0, std::int64_t{1} << 40);
-    }
-    if (const auto* n = get("header_timeout", http)) out.header_timeout_s = seconds(*n, key_path(prefix, "header_timeout"));
-    if (const auto* n = get("retire_idle_grace", http))
-      out.retire_idle_grace_s = seconds(*n, key_path(prefix, "retire_idle_grace"));
-    if (const auto* n = get("idle_timeout", stream)) out.idle_timeout_s = seconds(*n, key_path(prefix, "idle_timeout"));
-    if (const auto* n = get("send_timeout", stream)) out.send_timeout_s = seconds(*n, key_path(prefix, "send_timeout"));
-    if (const auto* n = get("max_datagram_size", !stream)) {
-      out.max_datagram_size = size(*n, "max_datagram_size", 1, kMaxDatagramSizeLimit);
-    }
-    return out;
+    fail(n->source(), name, "unsupported key type");
   }
 
   const toml::node& required(const toml::table& t, const std::string& prefix,
@@ -422,27 +439,24 @@ class Loader {
     return *parsed;
   }
 
-  Protocol protocol(const toml::node& node, std::string_view key) const {
+  const ProtocolSpec& protocol(const toml::node& node, std::string_view key) const {
     const std::string& name = expect_string(node, key);
-    // Exec-mode transports: with [exec] the program speaks the protocol and only
-    // these are allowed; without it they would have nobody to speak it.
-    const bool transport = name == protocol_name(Protocol::tcp) || name == protocol_name(Protocol::udp);
-    if (exec_mode_ && transport) return name == protocol_name(Protocol::tcp) ? Protocol::tcp : Protocol::udp;
+    // Exec-mode transports ([exec], common/exec_config.hpp): the program speaks the
+    // protocol, a listener only names its socket's transport; and without [exec]
+    // those names have nobody to speak them (unless a protocol took the name).
     if (exec_mode_) {
+      if (const ProtocolSpec* transport = exec_transport(name)) return *transport;
       fail(node.source(), key,
-           "protocol \"" + name + "\" is a built-in worker's; with [exec] the program speaks the protocol and a "
-           "listener names its transport: \"tcp\" or \"udp\"");
+           "protocol \"" + name + "\" with [exec]: the program speaks the protocol and a listener names its "
+           "transport, \"tcp\" or \"udp\"");
     }
-    if (transport) {
+    if (const ProtocolSpec* spec = protocols_.find(name)) return *spec;
+    if (exec_transport(name) != nullptr) {
       fail(node.source(), key,
-           "protocol \"" + name + "\" needs an [exec] program to speak it (built-in protocols: http, tcp-echo, "
-           "udp-echo)");
+           "protocol \"" + name + "\" needs an [exec] program to speak it (protocols of this binary: " +
+               protocols_.expected_names() + ")");
     }
-    for (Protocol p : {Protocol::http, Protocol::tcp_echo, Protocol::udp_echo}) {
-      if (name == protocol_name(p)) return p;
-    }
-    fail(node.source(), key,
-         "unknown protocol \"" + name + "\" (expected http, tcp-echo or udp-echo)");
+    fail(node.source(), key, "unknown protocol \"" + name + "\" (expected " + protocols_.expected_names() + ")");
   }
 
   // Two sockets of one transport on one address would only fail at bind time, in
@@ -458,20 +472,6 @@ class Loader {
                  listener_path(j) + ")");
       }
     }
-  }
-
-  std::string root_directory(const toml::table& t, const std::string& prefix, Protocol protocol) {
-    const std::string key = key_path(prefix, "root");
-    const toml::node* n = t.get("root");
-    if (protocol != Protocol::http) {
-      if (n != nullptr) {
-        fail(n->source(), key,
-             "not allowed for protocol \"" + std::string(protocol_name(protocol)) + "\"");
-      }
-      return {};
-    }
-    if (n == nullptr) fail(t.source(), key, "missing required key (protocol \"http\" needs it)");
-    return checked_directory(*n, key);
   }
 
   // Checked here, as the user the master runs as, so that a typo is a startup
@@ -529,6 +529,7 @@ class Loader {
   }
 
   const std::string source_path_;
+  const ProtocolRegistry& protocols_;
   std::string base_dir_;
   bool exec_mode_ = false;  // [exec]: listeners carry transports, not built-in protocols
 };
@@ -536,6 +537,10 @@ class Loader {
 }  // namespace
 
 Config parse_config(std::string_view text, const std::string& source_path) {
+  return parse_config(text, source_path, process_registry());
+}
+
+Config parse_config(std::string_view text, const std::string& source_path, const ProtocolRegistry& protocols) {
   toml::table root;
   try {
     root = toml::parse(text, std::string_view(source_path));
@@ -544,7 +549,7 @@ Config parse_config(std::string_view text, const std::string& source_path) {
     throw ConfigError(source_path + ":" + std::to_string(at.line) + ":" +
                       std::to_string(at.column) + ": syntax: " + std::string(err.description()));
   }
-  return Loader(source_path).load(root);
+  return Loader(source_path, protocols).load(root);
 }
 
 }  // namespace preforkd

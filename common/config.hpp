@@ -12,28 +12,45 @@
 #include "common/exec_config.hpp"
 #include "common/limits.hpp"
 #include "common/log.hpp"
+#include "common/protocol_registry.hpp"
 
 namespace preforkd {
 
-// tcp, udp: exec-mode transports ([exec], common/exec_config.hpp): the program
-// speaks the protocol, preforkd only hands it the sockets.
-enum class Protocol { http, tcp_echo, udp_echo, tcp, udp };
+// A listener's protocol: its registered name (common/protocol_registry.hpp) and
+// the transport that name implies.
+struct ProtocolRef {
+  std::string name;
+  Transport transport = Transport::stream;
+  bool operator==(const ProtocolRef&) const = default;
+};
 
-std::string_view protocol_name(Protocol p);
-inline bool is_datagram(Protocol p) { return p == Protocol::udp_echo || p == Protocol::udp; }
-inline bool is_exec_transport(Protocol p) { return p == Protocol::tcp || p == Protocol::udp; }
+inline std::string_view protocol_name(const ProtocolRef& p) { return p.name; }
+inline bool is_datagram(const ProtocolRef& p) { return p.transport == Transport::datagram; }
+
+// One key a protocol declared, as loaded: written in the file, or its default.
+struct KeyValue {
+  std::string key;
+  KeyData value;
+  bool operator==(const KeyValue&) const = default;
+};
 
 struct ListenerConfig {
   std::string name;
   SocketAddress address;
-  Protocol protocol = Protocol::http;
+  ProtocolRef protocol;
   int backlog = 511;           // nginx's default; the kernel caps it at net.core.somaxconn
   // true: one SO_REUSEPORT socket per worker slot, the kernel spreads new
   // connections by hash. false: one socket shared by every worker, which all poll
   // it (the pre-3.9-kernel way, and the baseline bench/ compares against).
   bool reuseport = true;
-  std::string root;            // http only: absolute, canonical path of the document root
-  ListenerLimits limits;       // keys valid for the protocol only; see common/limits.hpp
+  // Stream transports: queued output making no progress this long closes the connection.
+  double send_timeout_s = kDefaultSendTimeoutSeconds;
+  // Datagram transports: the receive buffer; a longer datagram is dropped.
+  std::size_t max_datagram_size = kMaxDatagramSizeLimit;
+  // Every key the protocol declared, in declaration order.
+  std::vector<KeyValue> keys;
+  // The value of a declared key, or null.
+  const KeyData* key(std::string_view name) const;
 };
 
 struct LogConfig {
@@ -87,7 +104,9 @@ class ConfigError : public std::runtime_error {
 Config load_config_file(const std::string& path);
 
 // Same, from text already read (the master hands workers the exact text it validated).
+// Protocols and their keys come from process_registry(), or from `protocols`.
 Config parse_config(std::string_view text, const std::string& source_path);
+Config parse_config(std::string_view text, const std::string& source_path, const ProtocolRegistry& protocols);
 
 // Workers receive the config text in one IPC message (ipc::kMaxPayload = 1 MiB);
 // half of that leaves room for the path and the framing.

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/protocol_registry.hpp"
+
 namespace preforkd {
 namespace {
 
@@ -40,6 +42,14 @@ bool executable_file(const std::string& path, int* error) {
 }
 
 }  // namespace
+
+const ProtocolSpec* exec_transport(std::string_view name) {
+  static const ProtocolSpec tcp{"tcp", Transport::stream, {}, {}, nullptr};
+  static const ProtocolSpec udp{"udp", Transport::datagram, {}, {}, nullptr};
+  if (name == tcp.name) return &tcp;
+  if (name == udp.name) return &udp;
+  return nullptr;
+}
 
 int exec_signal_from_name(std::string_view name) {
   if (name.starts_with("SIG")) name.remove_prefix(3);

@@ -14,6 +14,8 @@
 
 namespace preforkd {
 
+struct ProtocolSpec;
+
 inline constexpr double kDefaultExecStartTimeoutS = 10.0;  // as for built-in workers
 
 struct ExecConfig {
@@ -35,6 +37,11 @@ struct ExecConfig {
 inline constexpr std::string_view kExecReservedVariables[] = {
     "LISTEN_FDS",    "LISTEN_PID",   "LISTEN_FDNAMES", "NOTIFY_SOCKET",
     "WATCHDOG_USEC", "WATCHDOG_PID", "PREFORKD_SLOT",  "PREFORKD_GENERATION"};
+
+// With [exec] a listener's protocol is "tcp" or "udp": the transport of the socket
+// the program gets, as a schema with no keys and no factories (nothing of this
+// binary serves it). Null for any other name.
+const ProtocolSpec* exec_transport(std::string_view name);
 
 // "TERM", "SIGTERM", ... -> signal number; 0 if not one a program may be sent.
 int exec_signal_from_name(std::string_view name);

@@ -20,6 +20,22 @@ void put_counters(std::string& out, const Counters& c) {
   put_u64(out, c.accepted);
   put_u64(out, c.active);
   put_u64(out, c.requests);
+  put_u32(out, static_cast<std::uint32_t>(c.protocol.size()));
+  for (const ProtocolCounter& p : c.protocol) {
+    out.push_back(static_cast<char>(p.gauge ? 1 : 0));
+    out.push_back(static_cast<char>(p.name.size()));
+    out += p.name;
+    put_u64(out, p.value);
+  }
+}
+
+// Names end up in /metrics as they are: a hostile worker must not be able to
+// write anything but a metric name there.
+bool valid_counter_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxCounterNameBytes) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
 }
 
 // Bounds-checked reads over one payload; any overrun marks the reader bad.
@@ -33,14 +49,33 @@ class Reader {
     pos_ += bytes;
     return v;
   }
-  std::string string() {
-    std::uint64_t n = uint(4);
+  std::string string() { return bytes(uint(4)); }
+  Counters counters() {
+    Counters c{uint(8), uint(8), uint(8), {}};
+    std::uint64_t count = uint(4);
+    // Each entry takes at least 11 bytes (kind, length, one name byte, value): a
+    // count beyond what remains is malformed, and is refused before allocating.
+    if (!ok_ || count > kMaxProtocolCounters || count > remaining() / 11) return fail(), c;
+    for (std::uint64_t i = 0; i < count && ok_; ++i) {
+      ProtocolCounter p;
+      std::uint64_t kind = uint(1);
+      std::uint64_t length = uint(1);
+      p.name = bytes(length);
+      p.value = uint(8);
+      p.gauge = kind == 1;
+      // Sorted and unique, as the worker sends them: a decoded set has one form.
+      bool in_order = c.protocol.empty() || c.protocol.back().name < p.name;
+      if (kind > 1 || !valid_counter_name(p.name) || !in_order) return fail(), c;
+      c.protocol.push_back(std::move(p));
+    }
+    return c;
+  }
+  std::string bytes(std::uint64_t n) {
     if (!ok_ || data_.size() - pos_ < n) return fail(), std::string();
     std::string s(data_.substr(pos_, n));
     pos_ += n;
     return s;
   }
-  Counters counters() { return Counters{uint(8), uint(8), uint(8)}; }
   std::size_t remaining() const { return data_.size() - pos_; }
   // A payload must be consumed exactly: trailing bytes mean a mismatched peer.
   bool complete() const { return ok_ && pos_ == data_.size(); }

@@ -13,7 +13,8 @@
 
 namespace preforkd::ipc {
 
-inline constexpr std::uint8_t kVersion = 2;
+// 3: Counters carry the protocols' own counters (heartbeat, draining).
+inline constexpr std::uint8_t kVersion = 3;
 inline constexpr std::size_t kHeaderSize = 8;
 inline constexpr std::uint32_t kMaxPayload = 1u << 20;  // a config file is the largest payload
 
@@ -25,10 +26,23 @@ enum class Type : std::uint8_t {
   draining = 5,   // worker -> master: listeners closed, connections finishing
 };
 
+// A protocol's counter or gauge (common/protocol_registry.hpp), by its metric name.
+struct ProtocolCounter {
+  std::string name;  // "kv_commands": [a-z0-9_], 1..kMaxCounterNameBytes
+  bool gauge = false;
+  std::uint64_t value = 0;
+  bool operator==(const ProtocolCounter&) const = default;
+};
+// Bounds a decoder enforces before it allocates: a protocol name (32) + '_' + a
+// counter name (48) fits, and a binary registers at most 256 counters.
+inline constexpr std::size_t kMaxProtocolCounters = 256;
+inline constexpr std::size_t kMaxCounterNameBytes = 96;
+
 struct Counters {
   std::uint64_t accepted = 0;  // connections accepted (TCP) since start
   std::uint64_t active = 0;    // connections open now
   std::uint64_t requests = 0;  // HTTP requests answered + datagrams echoed
+  std::vector<ProtocolCounter> protocol;  // sorted by name, each name once
   bool operator==(const Counters&) const = default;
 };
 

@@ -4,11 +4,11 @@
 
 #include <string>
 
+#include <preforkd/protocol.hpp>  // Transport
+
 #include "common/address.hpp"
 
 namespace preforkd {
-
-enum class Transport { stream, datagram };
 
 // Creates, configures, binds and (for streams) listens. Returns a non-blocking,
 // close-on-exec fd, or -1 with *error naming the failing call and address

@@ -4,9 +4,9 @@
 #include <string>
 #include <string_view>
 
-namespace preforkd {
+#include <preforkd/log.hpp>  // LogLevel and log::write, which protocols use too
 
-enum class LogLevel { debug, info, notice, warn, error };
+namespace preforkd {
 
 // Parses "debug"|"info"|"notice"|"warn"|"error"; false on anything else.
 bool parse_log_level(std::string_view text, LogLevel* out);
@@ -25,8 +25,6 @@ bool open(const std::string& target, std::string* error);
 // refused rather than followed (nginx's CVE-2016-1247). Returns the fd, or -1
 // with *error = "PATH: why".
 int open_file(const std::string& path, std::string* error);
-
-void write(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
 }  // namespace log
 

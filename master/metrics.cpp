@@ -1,11 +1,37 @@
 // CounterLedger bookkeeping and the two renderings of a MetricsSnapshot.
 #include "master/metrics.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 namespace preforkd {
+namespace {
+
+// Adds b's protocol counters into a (both sorted by name); gauges only when asked:
+// a gauge of a worker that is gone is a level nobody has any more.
+void add_protocol(std::vector<ipc::ProtocolCounter>& a, const std::vector<ipc::ProtocolCounter>& b, bool gauges) {
+  for (const ipc::ProtocolCounter& p : b) {
+    if (p.gauge && !gauges) continue;
+    auto it = std::lower_bound(a.begin(), a.end(), p.name,
+                               [](const ipc::ProtocolCounter& x, const std::string& name) { return x.name < name; });
+    if (it != a.end() && it->name == p.name) {
+      it->value += p.value;
+    } else {
+      a.insert(it, ipc::ProtocolCounter{p.name, p.gauge, p.value});
+    }
+  }
+}
+
+void add_live(ipc::Counters& sum, const ipc::Counters& c) {
+  sum.accepted += c.accepted;
+  sum.active += c.active;
+  sum.requests += c.requests;
+  add_protocol(sum.protocol, c.protocol, /*gauges=*/true);
+}
+
+}  // namespace
 
 void CounterLedger::update(pid_t pid, unsigned generation, const ipc::Counters& counters) {
   live_[pid] = Live{generation, counters};
@@ -18,6 +44,7 @@ void CounterLedger::retire(pid_t pid) {
   for (ipc::Counters* sum : {&retired_, &retired_by_generation_[gone.generation]}) {
     sum->accepted += gone.counters.accepted;
     sum->requests += gone.counters.requests;
+    add_protocol(sum->protocol, gone.counters.protocol, /*gauges=*/false);
   }
   live_.erase(it);
 }
@@ -31,23 +58,15 @@ ipc::Counters CounterLedger::counters_of(pid_t pid) const {
 
 ipc::Counters CounterLedger::total() const {
   ipc::Counters sum = retired_;
-  for (const auto& [pid, live] : live_) {
-    sum.accepted += live.counters.accepted;
-    sum.active += live.counters.active;
-    sum.requests += live.counters.requests;
-  }
+  for (const auto& [pid, live] : live_) add_live(sum, live.counters);
   return sum;
 }
 
 ipc::Counters CounterLedger::generation_total(unsigned generation) const {
   ipc::Counters sum;
   if (auto it = retired_by_generation_.find(generation); it != retired_by_generation_.end()) sum = it->second;
-  for (const auto& [pid, live] : live_) {
-    if (live.generation != generation) continue;
-    sum.accepted += live.counters.accepted;
-    sum.active += live.counters.active;
-    sum.requests += live.counters.requests;
-  }
+  for (const auto& [pid, live] : live_)
+    if (live.generation == generation) add_live(sum, live.counters);
   return sum;
 }
 
@@ -140,6 +159,13 @@ std::string render_prometheus(const MetricsSnapshot& s) {
   out.sample("preforkd_requests_total", "", s.total.requests);
   out.family("preforkd_active_connections", "gauge", "Connections open in live workers.");
   out.sample("preforkd_active_connections", "", s.total.active);
+
+  // The protocols' own counters (preforkd::Schema::counter / gauge).
+  for (const auto& m : s.protocol_metrics) {
+    const std::string name = "preforkd_" + m.name + (m.gauge ? "" : "_total");
+    out.family(name.c_str(), m.gauge ? "gauge" : "counter", m.help.c_str());
+    out.sample(name.c_str(), "", m.value);
+  }
 
   out.family("preforkd_generation_workers", "gauge", "Live workers of each generation.");
   for (const auto& g : s.generations) out.sample("preforkd_generation_workers", generation_label(g.generation), std::uint64_t(g.workers));

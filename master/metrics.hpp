@@ -68,6 +68,15 @@ struct ReloadResult {
   double time_unix_s = 0;
 };
 
+// A protocol's counter as /metrics shows it: preforkd_NAME_total (counter) or
+// preforkd_NAME (gauge).
+struct ProtocolMetric {
+  std::string name;  // the metric name the workers report ("kv_commands")
+  bool gauge = false;
+  std::string help;
+  std::uint64_t value = 0;  // counters: all workers ever; gauges: live workers
+};
+
 struct MetricsSnapshot {
   pid_t master_pid = 0;
   std::string version;
@@ -81,6 +90,7 @@ struct MetricsSnapshot {
   std::uint64_t crash_loops = 0;
   ReloadResult last_reload;
   ipc::Counters total;
+  std::vector<ProtocolMetric> protocol_metrics;  // by name
   std::vector<WorkerSnapshot> workers;          // by slot, then generation
   std::vector<GenerationSnapshot> generations;  // by generation
 };

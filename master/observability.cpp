@@ -8,6 +8,7 @@
 #include <map>
 
 #include "common/log.hpp"
+#include "common/protocol_registry.hpp"
 #include "common/version.hpp"
 
 namespace preforkd {
@@ -114,6 +115,12 @@ MetricsSnapshot Observability::snapshot() const {
   s.crash_loops = supervisor_.crash_loops();
   s.last_reload = last_reload_;
   s.total = supervisor_.ledger().total();
+  // Only counters this binary declared: the decoder already refused names that are
+  // not metric names; this keeps /metrics to what the protocols documented.
+  for (const ipc::ProtocolCounter& c : s.total.protocol) {
+    if (const CounterSpec* spec = process_registry().counter(c.name))
+      s.protocol_metrics.push_back({c.name, spec->gauge, spec->help, c.value});
+  }
   const auto& slots = supervisor_.slots();
   std::map<unsigned, int> per_generation;
   for (const auto& [pid, w] : supervisor_.workers()) {

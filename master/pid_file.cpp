@@ -59,9 +59,15 @@ void remove_pid_file(const std::string& path, pid_t pid) {
 
 bool is_running_preforkd(pid_t pid) {
   if (::kill(pid, 0) != 0 && errno != EPERM) return false;
-  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-  std::string name;
-  return comm && std::getline(comm, name) && name.rfind("preforkd", 0) == 0;
+  auto comm_of = [](const std::string& proc) {
+    std::ifstream comm("/proc/" + proc + "/comm");
+    std::string name;
+    return comm && std::getline(comm, name) ? name : std::string();
+  };
+  // A binary built on libpreforkd has its own name ("kv-server"): the master is
+  // then the one that runs the same program as this process.
+  std::string name = comm_of(std::to_string(pid));
+  return !name.empty() && (name.rfind("preforkd", 0) == 0 || name == comm_of("self"));
 }
 
 }  // namespace preforkd

@@ -93,8 +93,7 @@ FileLookup FileCache::load(std::string_view target, const Entry* previous) {
   auto size = static_cast<std::size_t>(st.st_size);
   file->headers = "Content-Type: ";
   file->headers += mime_type_for(file->path);
-  file->headers += "\r\nContent-Length: " + std::to_string(size);
-  file->headers += "\r\nLast-Modified: " + file->last_modified + "\r\n\r\n";
+  file->headers += "\r\nLast-Modified: " + file->last_modified + "\r\n";
   if (size <= kMaxBodyBytes) {
     auto body = std::make_shared<std::string>();
     bool ok = read_whole(fd, body.get(), size);

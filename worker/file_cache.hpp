@@ -23,7 +23,8 @@ struct StaticFile {
   std::string path;          // canonical absolute path of a regular file
   struct stat st {};
   std::string last_modified;  // HTTP date of st.st_mtime
-  // "Content-Type: ...\r\nContent-Length: N\r\nLast-Modified: ...\r\n\r\n"
+  // "Content-Type: ...\r\nLast-Modified: ...\r\n": the response's own header lines
+  // (the HTTP layer adds Content-Length from the body).
   std::string headers;
   // The whole file when it is small enough to keep; null for large files, which
   // are opened and streamed per request.

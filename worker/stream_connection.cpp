@@ -96,6 +96,17 @@ void StreamConnection::write_shared(std::string head, std::shared_ptr<const std:
   queue_write(std::move(request), view);
 }
 
+void StreamConnection::write_shared_range(std::string head, std::shared_ptr<const std::string> body,
+                                          std::size_t offset, std::size_t length) {
+  if (closing_) return;
+  auto request = std::make_unique<WriteRequest>();
+  request->head = std::move(head);
+  request->shared_body = std::move(body);
+  std::string_view view = request->shared_body ? std::string_view(*request->shared_body).substr(offset, length)
+                                               : std::string_view();
+  queue_write(std::move(request), view);
+}
+
 void StreamConnection::queue_write(std::unique_ptr<WriteRequest> request, std::string_view body) {
   uv_buf_t bufs[2];
   unsigned count = 0;

@@ -34,6 +34,8 @@ class StreamConnection final : public StreamTransport {
 
   void write(std::string head, std::string body = {}) override;
   void write_shared(std::string head, std::shared_ptr<const std::string> body) override;
+  void write_shared_range(std::string head, std::shared_ptr<const std::string> body, std::size_t offset,
+                          std::size_t length) override;
   std::size_t write_queue_size() const override;
   bool writes_pending() const override { return pending_writes_ > 0; }
   void pause_reading() override;

@@ -44,7 +44,7 @@ void TcpListener::on_readable(uv_poll_t* poll, int status, int) {
 
 bool TcpListener::accept_queued(bool ignore_cap) {
   if (fd_ < 0) return true;
-  const auto send_timeout_ms = to_timer_ms(config_.limits.send_timeout_s);
+  const auto send_timeout_ms = to_timer_ms(config_.send_timeout_s);
   // Bounded so one busy listener cannot starve the rest of the loop; the poll
   // reports readiness again if more are waiting. True when the queue is empty.
   for (int i = 0; i < 1024; ++i) {

@@ -29,6 +29,9 @@ class TcpListener {
   void close();
   // Polls again after a pause at the connection cap (a no-op otherwise).
   void resume_accepting();
+  // Destroys the handler once the listener is closed and its sessions are gone, so
+  // that the handler's own uv handles close while the loop still runs.
+  void drop_handler() { handler_.reset(); }
   ~TcpListener();
   const ListenerConfig& config() const { return config_; }
 

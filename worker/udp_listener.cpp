@@ -27,7 +27,7 @@ UdpListener::UdpListener(const ListenerConfig& config, std::unique_ptr<DatagramH
       handler_(std::move(handler)),
       stats_(stats),
       udp_(this),
-      buffer_(std::make_unique<char[]>(config.limits.max_datagram_size)) {}
+      buffer_(std::make_unique<char[]>(config.max_datagram_size)) {}
 
 int UdpListener::start(uv_loop_t* loop, int fd) {
   int rc = uv_udp_init(loop, udp_.get());
@@ -47,13 +47,13 @@ void UdpListener::stop() {
 
 void UdpListener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = owner_of<UdpListener>(h);
-  *buf = uv_buf_init(self->buffer_.get(), self->config_.limits.max_datagram_size);
+  *buf = uv_buf_init(self->buffer_.get(), self->config_.max_datagram_size);
 }
 
 void UdpListener::on_receive(uv_udp_t* udp, ssize_t nread, const uv_buf_t* buf,
                              const sockaddr* peer, unsigned flags) {
   auto* self = owner_of<UdpListener>(udp);
-  if (!self || self->stopping_) return;
+  if (!self || self->stopping_ || !self->handler_) return;
   if (nread < 0) {
     PF_LOG_WARN("recv on udp %s: %s", self->config_.address.to_string().c_str(),
                 uv_strerror(static_cast<int>(nread)));
@@ -65,7 +65,7 @@ void UdpListener::on_receive(uv_udp_t* udp, ssize_t nread, const uv_buf_t* buf,
   if (flags & UV_UDP_PARTIAL) {
     // Echoing the first max_datagram_size bytes would answer a question nobody asked.
     PF_LOG_DEBUG("udp %s: datagram over %zu bytes from %s dropped", self->config_.address.to_string().c_str(),
-                 self->config_.limits.max_datagram_size, format_sockaddr(peer).c_str());
+                 self->config_.max_datagram_size, format_sockaddr(peer).c_str());
     return;
   }
   self->handler_->on_datagram(std::string_view(buf->base, nread), peer, *self);

@@ -20,6 +20,8 @@ class UdpListener final : public DatagramReplier {
   // Stops receiving. Replies already queued are still sent before the handle closes.
   void stop();
   void send_to(std::string_view bytes, const sockaddr* peer) override;
+  // Once stopped: destroys the handler (queued replies are still sent).
+  void drop_handler() { handler_.reset(); }
 
  private:
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);

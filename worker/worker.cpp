@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -26,7 +27,8 @@
 #include "common/log.hpp"
 #include "common/uv_handle.hpp"
 #include "worker/access_log.hpp"
-#include "worker/handler_registry.hpp"
+#include "common/protocol_registry.hpp"
+#include "worker/protocol_context.hpp"
 #include "worker/privileges.hpp"
 #include "worker/stream_connection.hpp"
 #include "worker/tcp_listener.hpp"
@@ -38,9 +40,10 @@ namespace {
 
 constexpr std::uint64_t kHeartbeatIntervalMs = 1000;
 
-class Worker {
+class WorkerLoop {
  public:
-  explicit Worker(uv_loop_t* loop) : loop_(loop), connections_(loop, stats_), ipc_(this), heartbeat_(this), linger_(this) {}
+  explicit WorkerLoop(uv_loop_t* loop)
+      : loop_(loop), connections_(loop, stats_), ipc_(this), heartbeat_(this), linger_(this) {}
 
   int run(int ipc_fd) {
     if (!open_ipc(ipc_fd)) return 1;
@@ -85,7 +88,7 @@ class Worker {
   }
 
   static void on_signal(uv_signal_t* handle, int signum) {
-    auto* self = owner_of<Worker>(handle);
+    auto* self = owner_of<WorkerLoop>(handle);
     switch (signum) {
       case SIGTERM:
       case SIGINT: self->stop_now("signal"); break;
@@ -101,7 +104,7 @@ class Worker {
   }
 
   static void on_ipc_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-    auto* self = owner_of<Worker>(stream);
+    auto* self = owner_of<WorkerLoop>(stream);
     if (!self) return;
     if (nread < 0) {
       // EOF: the master is gone. Nobody would supervise or retire us any more.
@@ -151,13 +154,15 @@ class Worker {
     connections_.set_capacity(static_cast<std::size_t>(config_.max_connections), [this] {
       for (auto& l : tcp_listeners_) l->resume_accepting();
     });
-    for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
-      if (!adopt_listener(config_.listeners[i], start.listener_fds[i])) return fail(2);
-    }
-    // Last: sockets (inherited) and logs are open; nothing after this needs root.
+    // Sockets (inherited) and logs are open; nothing after this needs root, and no
+    // protocol code runs before it.
     if (!drop_privileges(config_.run_as, &error)) {
       PF_LOG_ERROR("dropping privileges: %s", error.c_str());
       return fail(2);
+    }
+    if (!start_protocols(start)) return fail(2);
+    for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
+      if (!adopt_listener(config_.listeners[i], start.listener_fds[i])) return fail(2);
     }
     state_ = State::serving;
     start_heartbeat();
@@ -183,18 +188,63 @@ class Worker {
     }
   }
 
+  // on_worker_start of each protocol with listeners here, once, in config order.
+  bool start_protocols(const ipc::Start& start) {
+    for (const ListenerConfig& listener : config_.listeners) {
+      if (protocol_worker(listener.protocol.name)) continue;
+      const ProtocolSpec* spec = process_registry().find(listener.protocol.name);
+      if (spec == nullptr || spec->protocol == nullptr) {
+        PF_LOG_ERROR("protocol \"%s\" is not registered in this binary", listener.protocol.name.c_str());
+        return false;
+      }
+      auto& worker = protocols_.emplace_back(std::make_unique<ProtocolWorker>(
+          *spec, loop_, static_cast<int>(start.slot), start.generation, retiring_, stats_));
+      try {
+        worker->protocol().on_worker_start(*worker);
+      } catch (const std::exception& e) {
+        PF_LOG_ERROR("protocol %s: on_worker_start: %s", spec->name.c_str(), e.what());
+        return false;
+      }
+      worker->started = true;
+    }
+    return true;
+  }
+
+  ProtocolWorker* protocol_worker(const std::string& name) const {
+    for (const auto& p : protocols_)
+      if (p->spec().name == name) return p.get();
+    return nullptr;
+  }
+
   // The socket was made by the master for this slot (SO_REUSEPORT, bound, listening)
   // and inherited at `fd`; it outlives this worker and is handed to its successor.
+  // The protocol's factory makes the listener's handler.
   bool adopt_listener(const ListenerConfig& listener, int fd) {
-    Transport transport = is_datagram(listener.protocol) ? Transport::datagram : Transport::stream;
+    ProtocolWorker& worker = *protocol_worker(listener.protocol.name);
+    ListenerContext context(listener, worker);
+    std::unique_ptr<StreamHandler> stream;
+    std::unique_ptr<DatagramHandler> datagram;
+    try {
+      if (is_datagram(listener.protocol)) {
+        datagram = worker.protocol().datagram_handler(context);
+      } else {
+        stream = worker.protocol().stream_handler(context);
+      }
+    } catch (const std::exception& e) {
+      PF_LOG_ERROR("listener %s: protocol %s: %s", listener.name.c_str(), listener.protocol.name.c_str(), e.what());
+      return false;
+    }
+    if (!stream && !datagram) {
+      PF_LOG_ERROR("listener %s: protocol \"%s\" has no handler in a worker", listener.name.c_str(),
+                   listener.protocol.name.c_str());
+      return false;
+    }
     int rc;
-    if (transport == Transport::stream) {
-      auto& tcp = tcp_listeners_.emplace_back(
-          std::make_unique<TcpListener>(listener, make_stream_handler(listener, stats_), connections_));
+    if (stream) {
+      auto& tcp = tcp_listeners_.emplace_back(std::make_unique<TcpListener>(listener, std::move(stream), connections_));
       rc = tcp->start(loop_, fd);
     } else {
-      auto& udp = udp_listeners_.emplace_back(
-          std::make_unique<UdpListener>(listener, make_datagram_handler(listener), stats_));
+      auto& udp = udp_listeners_.emplace_back(std::make_unique<UdpListener>(listener, std::move(datagram), stats_));
       rc = udp->start(loop_, fd);
     }
     if (rc != 0) {
@@ -203,6 +253,19 @@ class Worker {
       return false;
     }
     return true;
+  }
+
+  // Each protocol hook runs guarded: an exception must not cross the loop's C frames.
+  template <class Hook>
+  void each_started_protocol(const char* what, Hook hook) {
+    for (auto& p : protocols_) {
+      if (!p->started) continue;
+      try {
+        hook(*p);
+      } catch (const std::exception& e) {
+        PF_LOG_ERROR("protocol %s: %s: %s", p->spec().name.c_str(), what, e.what());
+      }
+    }
   }
 
   void start_heartbeat() {
@@ -215,7 +278,7 @@ class Worker {
   }
 
   static void on_heartbeat(uv_timer_t* timer) {
-    auto* self = owner_of<Worker>(timer);
+    auto* self = owner_of<WorkerLoop>(timer);
     self->send(ipc::Heartbeat{self->counters()});
     if (const char* path = std::getenv("PREFORKD_TEST_IPC_JUNK")) self->send_test_junk(path);
   }
@@ -234,7 +297,15 @@ class Worker {
     if (rc != 0) PF_LOG_WARN("ipc write: %s", uv_strerror(rc));
   }
 
-  ipc::Counters counters() const { return {stats_.accepted, stats_.active, stats_.requests}; }
+  ipc::Counters counters() const {
+    ipc::Counters c{stats_.accepted, stats_.active, stats_.requests, {}};
+    for (const auto& p : protocols_) p->report(c.protocol);
+    // Metric names are unique in a binary (the registry checks), sorted they are
+    // the one form the decoder accepts.
+    std::sort(c.protocol.begin(), c.protocol.end(),
+              [](const ipc::ProtocolCounter& a, const ipc::ProtocolCounter& b) { return a.name < b.name; });
+    return c;
+  }
 
   void send(const ipc::Message& message) {
     if (!ipc_) return;
@@ -249,6 +320,8 @@ class Worker {
     if (state_ == State::retiring || state_ == State::stopped) return;
     if (state_ == State::waiting_for_start) return stop_now("retired before start");
     state_ = State::retiring;
+    retiring_ = true;
+    each_started_protocol("on_worker_retire", [](ProtocolWorker& p) { p.protocol().on_worker_retire(p); });
     send(ipc::Draining{counters()});
     connections_.on_empty([this] {
       if (listeners_closed_) finish();
@@ -263,7 +336,7 @@ class Worker {
       int rc = uv_timer_init(loop_, linger_.get());
       if (rc == 0) {
         linger_.mark_initialized();
-        rc = uv_timer_start(linger_.get(), [](uv_timer_t* t) { owner_of<Worker>(t)->close_listeners(); }, linger_ms, 0);
+        rc = uv_timer_start(linger_.get(), [](uv_timer_t* t) { owner_of<WorkerLoop>(t)->close_listeners(); }, linger_ms, 0);
       }
       if (rc != 0) {
         PF_LOG_ERROR("linger timer: %s", uv_strerror(rc));
@@ -304,7 +377,8 @@ class Worker {
 
   // The listeners are closed, not destroyed: their handlers must outlive the
   // sessions, which go only in their connections' close callbacks, once the loop
-  // has run them (run_worker destroys the Worker after that).
+  // has run them. Then the handlers go and the protocols' exit hooks run
+  // (end_protocols), while the loop still runs, so that their own handles close.
   void close_everything() {
     connections_.on_empty(nullptr);
     connections_.close_all();
@@ -320,6 +394,16 @@ class Worker {
     // start-up, a signal now waits and is dropped with the process.
     hold_worker_signals();
     for (auto& s : signals_) s.reset();
+    if (connections_.size() == 0) return end_protocols();
+    connections_.on_empty([this] { end_protocols(); });
+  }
+
+  void end_protocols() {
+    connections_.on_empty(nullptr);
+    for (auto& l : tcp_listeners_) l->drop_handler();
+    for (auto& l : udp_listeners_) l->drop_handler();
+    each_started_protocol("on_worker_exit", [](ProtocolWorker& p) { p.protocol().on_worker_exit(p); });
+    for (auto& p : protocols_) p->started = false;
   }
 
   void reopen_log() {
@@ -336,6 +420,9 @@ class Worker {
   int exit_code_ = 0;
   Config config_;
   WorkerStats stats_;
+  // Protocols with listeners here; declared before the listeners, whose handlers
+  // may hold on to their Worker, so that they are destroyed after those.
+  std::vector<std::unique_ptr<ProtocolWorker>> protocols_;
   ConnectionSet connections_;
   std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
   std::vector<std::unique_ptr<UdpListener>> udp_listeners_;
@@ -344,6 +431,7 @@ class Worker {
   UvHandle<uv_timer_t> heartbeat_;
   UvHandle<uv_timer_t> linger_;
   bool listeners_closed_ = false;
+  bool retiring_ = false;  // what Worker::retiring() reports
   ipc::Decoder decoder_;
 };
 
@@ -373,7 +461,7 @@ int run_worker(int ipc_fd, pid_t master_pid) {
   }
   int code;
   {
-    Worker worker(&loop);
+    WorkerLoop worker(&loop);
     code = worker.run(ipc_fd);
   }
   // Let every close callback run; a handle still open here is a leak.

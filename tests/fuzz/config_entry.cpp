@@ -4,9 +4,11 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "common/protocol_registry.hpp"
 #include "tests/fuzz/fake_transport.hpp"
 #include "tests/fuzz/fuzz_entries.hpp"
 #include "tests/fuzz/temp_dir.hpp"
+#include "worker/builtin_protocols.hpp"
 
 namespace preforkd::fuzz {
 namespace {
@@ -18,6 +20,33 @@ struct ConfigDir {
   std::string config_path;
   ConfigDir() : config_path(dir.path() + "/preforkd.toml") { dir.mkdir("html"); }
 };
+
+// A declared key's loaded value keeps its declaration: type, range, absolute paths.
+template <class Fail>
+void check_key(const KeySpec& spec, const KeyValue& value, Fail fail) {
+  if (value.key != spec.name) fail("key " + value.key + " where " + spec.name + " was declared");
+  const KeyData& v = value.value;
+  switch (spec.type) {
+    case KeyType::boolean:
+      if (!std::holds_alternative<bool>(v)) fail(spec.name + ": not a boolean");
+      break;
+    case KeyType::integer:
+      if (!std::holds_alternative<std::int64_t>(v)) fail(spec.name + ": not an integer");
+      if (std::get<std::int64_t>(v) < spec.min || std::get<std::int64_t>(v) > spec.max) fail(spec.name + ": out of range");
+      break;
+    case KeyType::duration:
+      if (!std::holds_alternative<double>(v)) fail(spec.name + ": not a duration");
+      if (!(std::get<double>(v) > 0 && std::get<double>(v) <= 3600)) fail(spec.name + ": duration out of range");
+      break;
+    case KeyType::string: break;
+    case KeyType::path:
+    case KeyType::directory:
+      if (!std::holds_alternative<std::string>(v) || std::get<std::string>(v).empty() ||
+          std::get<std::string>(v)[0] != '/')
+        fail(spec.name + ": path not absolute");
+      break;
+  }
+}
 
 void check_accepted(const Config& c) {
   auto fail = [](const std::string& why) { throw FuzzFailure("accepted config breaks a promise: " + why); };
@@ -35,10 +64,18 @@ void check_accepted(const Config& c) {
     const ListenerConfig& l = c.listeners[i];
     if (l.name.empty()) fail("listener without a name");
     if (l.backlog < 1 || l.backlog > 65535) fail("backlog " + std::to_string(l.backlog));
-    if (c.exec.enabled() != is_exec_transport(l.protocol)) fail("exec transport and [exec] disagree");
-    bool http = l.protocol == Protocol::http;
-    if (http && (l.root.empty() || l.root[0] != '/')) fail("http root not absolute: " + l.root);
-    if (!http && !l.root.empty()) fail("root on a non-http listener");
+    if (c.exec.enabled()) {
+      // A transport for the program, never a registered protocol's schema.
+      const ProtocolSpec* transport = exec_transport(l.protocol.name);
+      if (transport == nullptr || transport->transport != l.protocol.transport || !l.keys.empty())
+        fail("listener " + l.name + " is not an exec transport with [exec]");
+    } else {
+      const ProtocolSpec* spec = process_registry().find(l.protocol.name);
+      if (spec == nullptr) fail("unregistered protocol " + l.protocol.name);
+      if (spec->transport != l.protocol.transport) fail("transport of " + l.protocol.name);
+      if (l.keys.size() != spec->keys.size()) fail("not every declared key of " + l.protocol.name + " has a value");
+      for (std::size_t k = 0; k < spec->keys.size(); ++k) check_key(spec->keys[k], l.keys[k], fail);
+    }
     for (std::size_t j = 0; j < i; ++j) {
       if (c.listeners[j].address.to_string() == l.address.to_string() &&
           is_datagram(c.listeners[j].protocol) == is_datagram(l.protocol))
@@ -51,6 +88,7 @@ void check_accepted(const Config& c) {
 
 void config_one_input(const std::uint8_t* data, std::size_t size) {
   static ConfigDir where;
+  ensure_builtin_protocols();
   std::string_view text(reinterpret_cast<const char*>(data), size);
   Config config;
   try {

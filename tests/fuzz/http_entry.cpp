@@ -1,4 +1,5 @@
-// The HTTP fuzz target: the real HttpSession (make_http_handler) on a FakeTransport,
+// The HTTP fuzz target: the real HTTP layer serving the static-file handler, as the
+// built-in http protocol does (make_http_layer + make_static_handler), on a FakeTransport,
 // fed the client's bytes in fuzzer-chosen chunks, driven the way StreamConnection
 // drives it (writes complete later, on_writes_done, reading paused and resumed,
 // EOF, retirement), with every response checked by ResponseChecker.
@@ -7,12 +8,13 @@
 #include <string_view>
 #include <vector>
 
-#include "common/config.hpp"
 #include "tests/fuzz/fake_transport.hpp"
 #include "tests/fuzz/fuzz_entries.hpp"
 #include "tests/fuzz/response_checker.hpp"
 #include "tests/fuzz/temp_dir.hpp"
-#include "worker/http_handler.hpp"
+#include "worker/http_limits.hpp"
+#include "worker/http_session.hpp"
+#include "worker/static_handler.hpp"
 
 namespace preforkd::fuzz {
 namespace {
@@ -27,7 +29,6 @@ constexpr int kMaxSettleRounds = 1000;
 // chunk is streamed; contents never start with "HTTP/" (see ResponseChecker).
 struct Docroot {
   TempDir dir;
-  ListenerConfig listener;
   Docroot() {
     dir.write("index.html", "<!doctype html><title>fuzz</title><p>index</p>\n");
     dir.write("hello.txt", "hello\n");
@@ -36,9 +37,6 @@ struct Docroot {
     dir.mkdir("sub");
     dir.write("sub/index.html", "<p>sub</p>\n");
     dir.write("sub/a b.css", "p{}\n");
-    listener.name = "fuzz";
-    listener.protocol = Protocol::http;
-    listener.root = dir.path();
   }
 };
 
@@ -103,8 +101,10 @@ class Driver {
 
 void http_one_input(const std::uint8_t* data, std::size_t size) {
   static Docroot docroot;
-  static WorkerStats stats;
-  static std::unique_ptr<StreamHandler> handler = make_http_handler(docroot.listener, stats);
+  static std::uint64_t requests = 0;
+  // The built-in http's defaults (http::declare_keys).
+  static std::unique_ptr<StreamHandler> handler =
+      make_http_layer(make_static_handler(docroot.dir.path()), HttpLimits{}, Counter(&requests));
   if (size < 2) return;
   std::uint8_t flags = data[0];
   std::size_t k = data[1] % 16;

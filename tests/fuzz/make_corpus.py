@@ -87,7 +87,7 @@ put("config", "err-exec-protocol.toml", EXEC.replace('"tcp"', '"http"'))
 put("config", "err-exec-max-requests.toml", "max_requests = 10\n" + EXEC)
 
 
-VERSION = 2
+VERSION = 3
 
 
 def frame(mtype, payload=b"", version=VERSION, length=None):
@@ -95,8 +95,12 @@ def frame(mtype, payload=b"", version=VERSION, length=None):
     return struct.pack("<BBBBI", version, mtype, 0, 0, n) + payload
 
 
-def counters(a, b, c):
-    return struct.pack("<QQQ", a, b, c)
+def counters(a, b, c, protocol=()):
+    """The three counters, then the protocols' own: (name, gauge, value), sorted by name."""
+    out = struct.pack("<QQQI", a, b, c, len(protocol))
+    for name, gauge, value in protocol:
+        out += bytes([1 if gauge else 0, len(name)]) + name + struct.pack("<Q", value)
+    return out
 
 
 def string(s):
@@ -111,7 +115,12 @@ put("ipc", "heartbeat", frame(3, counters(10, 2, 30)))
 put("ipc", "retire", frame(4, struct.pack("<I", 500)))
 put("ipc", "draining", frame(5, counters(1, 1, 1)))
 put("ipc", "stream", frame(2) + frame(3, counters(1, 2, 3)) * 3 + frame(5, counters(4, 0, 9)))
-put("ipc", "bad-version", frame(2, version=1))
+put("ipc", "heartbeat-protocol-counters",
+    frame(3, counters(10, 2, 30, [(b"kv_commands", False, 99), (b"kv_keys", True, 7)])))
+put("ipc", "bad-version", frame(2, version=2))
+put("ipc", "bad-counter-name", frame(3, counters(1, 1, 1, [(b"kv\n# HELP x", False, 1)])))
+put("ipc", "bad-counter-order", frame(3, counters(1, 1, 1, [(b"b", False, 1), (b"a", False, 1)])))
+put("ipc", "bad-counter-count", frame(3, struct.pack("<QQQI", 1, 1, 1, 0xFFFFFFFF)))
 put("ipc", "bad-huge-length", frame(3, length=0xFFFFFFF0))
 put("ipc", "bad-unknown-type", frame(99, b"x"))
 put("ipc", "bad-truncated-payload", frame(3, counters(1, 2, 3)[:10], length=10))

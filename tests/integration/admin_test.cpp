@@ -14,64 +14,11 @@
 #include <thread>
 
 #include "tests/integration/harness.hpp"
+#include "tests/integration/metrics_scrape.hpp"
 
 using namespace itest;
 
 namespace {
-
-// Samples of one scrape: the full series text (name and labels, as served) -> value.
-struct Metrics {
-  std::string text;
-  std::map<std::string, double> samples;
-
-  // The value of an unlabelled series, or of the one whose labels contain `labels`.
-  double value(const std::string& name, const std::string& labels = "") const {
-    for (const auto& [series, v] : samples)
-      if (name_of(series) == name && series.find(labels) != std::string::npos) return v;
-    return -1;
-  }
-  double sum(const std::string& name) const {
-    double total = 0;
-    for (const auto& [series, v] : samples)
-      if (name_of(series) == name) total += v;
-    return total;
-  }
-  std::size_t count(const std::string& name, const std::string& labels = "") const {
-    std::size_t n = 0;
-    for (const auto& [series, v] : samples) n += name_of(series) == name && series.find(labels) != std::string::npos;
-    return n;
-  }
-  static std::string name_of(const std::string& series) { return series.substr(0, series.find('{')); }
-};
-
-std::optional<Metrics> scrape(int admin_port) {
-  auto r = http_get(admin_port, "/metrics");
-  if (!r || r->status != 200) return std::nullopt;
-  Metrics m;
-  m.text = r->body;
-  std::istringstream in(r->body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    auto space = line.rfind(' ');
-    if (space == std::string::npos) continue;
-    m.samples[line.substr(0, space)] = std::strtod(line.c_str() + space + 1, nullptr);
-  }
-  return m;
-}
-
-// Polls /metrics (bounded) until `ok` holds; the last scrape is in *last.
-bool wait_metrics(int admin_port, Millis timeout, const std::function<bool(const Metrics&)>& ok, Metrics* last) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  do {
-    if (auto m = scrape(admin_port)) {
-      *last = *m;
-      if (ok(*m)) return true;
-    }
-    std::this_thread::sleep_for(50ms);
-  } while (std::chrono::steady_clock::now() < deadline);
-  return false;
-}
 
 // Runs the exposition through prometheus_client's parser; its canonical sample
 // lines, or an error (with the parser's complaint) in *why.

@@ -27,7 +27,7 @@
 #include "tests/integration/exec_programs.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/integration/load_client.hpp"
-#include "tests/integration/wrk_client.hpp"
+#include "tests/integration/wrk.hpp"
 
 using namespace itest;
 

@@ -154,13 +154,14 @@ TEST_P(MalformedIpc, MasterKillsAndReplacesTheWorkerAndServesOn) {
 INSTANTIATE_TEST_SUITE_P(
     Fault, MalformedIpc,
     ::testing::Values(
-        Junk{"huge_length", frame_header(2, 3, 0xffffffffu), "frame of 4294967295 bytes exceeds limit"},
-        Junk{"oversized", frame_header(2, 3, (1u << 20) + 1), "frame of 1048577 bytes exceeds limit"},
-        Junk{"unknown_type", frame_header(2, 0x63, 0), "malformed frame of type 99"},
+        Junk{"huge_length", frame_header(3, 3, 0xffffffffu), "frame of 4294967295 bytes exceeds limit"},
+        Junk{"oversized", frame_header(3, 3, (1u << 20) + 1), "frame of 1048577 bytes exceeds limit"},
+        Junk{"unknown_type", frame_header(3, 0x63, 0), "malformed frame of type 99"},
         Junk{"wrong_version", frame_header(1, 2, 0), "unsupported protocol version 1"},
-        // 10 bytes of a 24-byte heartbeat payload: the next real heartbeat completes
-        // it, and the stream is out of step from then on.
-        Junk{"truncated_payload", frame_header(2, 3, 24) + std::string(10, '\x01'), "unsupported protocol version 0"},
+        // 10 bytes of a 28-byte heartbeat payload (IPC version 3: three counters and
+        // a count of protocol counters): the next real heartbeat completes it, and
+        // the stream is out of step from then on.
+        Junk{"truncated_payload", frame_header(3, 3, 28) + std::string(10, '\x01'), "unsupported protocol version 0"},
         Junk{"garbage", std::string("\xde\xad\xbe\xef garbage \x00\xff\x02\x02", 17) + std::string(40, 'x'),
              "unsupported protocol version 222"}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -176,7 +177,7 @@ TEST(Fault, StalledIpcFrameEndsInWorkerTimeout) {
   ASSERT_TRUE(server.start(10s, &why)) << why;
   pid_t master = server.master_pid();
   auto before = server.worker_pids();
-  write_file(junk_file + ".tmp", frame_header(2, 1, 1u << 20) + "partial");
+  write_file(junk_file + ".tmp", frame_header(3, 1, 1u << 20) + "partial");
   ASSERT_EQ(rename((junk_file + ".tmp").c_str(), junk_file.c_str()), 0);
   ASSERT_TRUE(server.wait_log("test hook: writing", 5s)) << server.log();
   pid_t sender = 0;

@@ -220,13 +220,17 @@ Preforkd::Preforkd(ServerOptions options) : options_(std::move(options)) {
   config << options_.top_config << "\n"
          << "[log]\nlevel = \"info\"\n" << options_.log_config;
   if (options_.error_log_to_file) config << "error_log = \"" << log_path_ << "\"\n";
-  config << "\n"
-         << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
-         << "\"\nprotocol = \"http\"\nroot = \"www\"\n" << options_.web_config << "\n"
-         << "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:" << echo_port_
-         << "\"\nprotocol = \"tcp-echo\"\n" << options_.echo_config << "\n"
-         << "[[listen]]\nname = \"echo-udp\"\naddress = \"127.0.0.1:" << echo_port_
-         << "\"\nprotocol = \"udp-echo\"\n" << options_.udp_config << "\n";
+  config << "\n";
+  if (!options_.listeners.empty()) {
+    config << options_.listeners << "\n";
+  } else {
+    config << "[[listen]]\nname = \"web\"\naddress = \"127.0.0.1:" << http_port_
+           << "\"\nprotocol = \"http\"\nroot = \"www\"\n" << options_.web_config << "\n"
+           << "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:" << echo_port_
+           << "\"\nprotocol = \"tcp-echo\"\n" << options_.echo_config << "\n"
+           << "[[listen]]\nname = \"echo-udp\"\naddress = \"127.0.0.1:" << echo_port_
+           << "\"\nprotocol = \"udp-echo\"\n" << options_.udp_config << "\n";
+  }
   if (options_.ipv6) {
     http6_port_ = free_port(AF_INET6);
     echo6_port_ = free_port(AF_INET6);
@@ -369,8 +373,26 @@ double cpu_seconds(pid_t pid) {
   return static_cast<double>(std::stoul(utime) + std::stoul(stime)) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+bool reload_and_scale(Preforkd& server, int workers, int reloads, std::string* why) {
+  auto fail = [&](const std::string& what) {
+    *why = what + "\n" + server.log();
+    return false;
+  };
+  std::size_t done = count_of(server.log(), "retiring generation");
+  for (int i = 0; i < reloads; ++i) {
+    if (!server.signal(SIGHUP)) return fail("HUP failed");
+    if (!server.wait_log("retiring generation", 10s, done + 1)) return fail("reload " + std::to_string(i + 1) + " did not complete");
+    done = count_of(server.log(), "retiring generation");
+  }
+  if (!server.signal(SIGTTIN) || !server.wait_workers(static_cast<std::size_t>(workers) + 1, 10s))
+    return fail("TTIN: no worker added");
+  if (!server.signal(SIGTTOU) || !server.wait_workers(static_cast<std::size_t>(workers), 15s))
+    return fail("TTOU: no worker removed");
+  return true;
+}
+
 int Preforkd::run_cli(const std::string& args, std::string* output) const {
-  return run_command(std::string(PREFORKD_BINARY) + " -c '" + config_path_ + "' " + args, output);
+  return run_command((options_.binary.empty() ? std::string(PREFORKD_BINARY) : options_.binary) + " -c '" + config_path_ + "' " + args, output);
 }
 
 // --- Clients ---------------------------------------------------------------------

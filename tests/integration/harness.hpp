@@ -55,7 +55,10 @@ struct ServerOptions {
   std::string udp_config;       // keys inside the "echo-udp" listener table
   std::string rlimit_nofile;    // PREFORKD_TEST_RLIMIT_NOFILE for the workers
   std::string ipc_junk;         // PREFORKD_TEST_IPC_JUNK for the workers
-  std::string binary;           // the master's executable, if not this build's (upgrade tests)
+  std::string binary;           // the master's executable, if not this build's (upgrade tests, applications)
+  // [[listen]] tables, verbatim, instead of the web / echo / echo-udp trio (whose
+  // ports are then unused); for binaries serving their own protocols.
+  std::string listeners;
 };
 
 class Preforkd {
@@ -109,6 +112,11 @@ class Preforkd {
   pid_t group_ = 0;  // the first master's process group: every master and worker is in it
   bool reaped_ = false;
 };
+
+// The operator's moves while clients run: `reloads` HUPs, each waited for
+// ("retiring generation"), then TTIN and TTOU, each waited for in the worker
+// count. False with *why (and the log) if one does not complete in time.
+bool reload_and_scale(Preforkd& server, int workers, int reloads, std::string* why);
 
 // Field n (1-based, as in proc(5)) of /proc/PID/stat; "" if the process is gone.
 std::string proc_stat_field(pid_t pid, int n);

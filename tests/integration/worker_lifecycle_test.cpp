@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "tests/integration/harness.hpp"
-#include "tests/integration/wrk_client.hpp"
+#include "tests/integration/wrk.hpp"
 
 using namespace itest;
 using Clock = std::chrono::steady_clock;

@@ -31,6 +31,14 @@ std::string canonical(const std::string& path) {
   return realpath(path.c_str(), buf) ? std::string(buf) : std::string();
 }
 
+// The loaded values of declared keys (ListenerConfig::keys).
+std::string root_of(const ListenerConfig& l) {
+  const KeyData* v = l.key("root");
+  return v ? std::get<std::string>(*v) : std::string();
+}
+std::int64_t int_key(const ListenerConfig& l, std::string_view key) { return std::get<std::int64_t>(*l.key(key)); }
+double seconds_key(const ListenerConfig& l, std::string_view key) { return std::get<double>(*l.key(key)); }
+
 std::string current_directory() {
   char buf[PATH_MAX];
   return getcwd(buf, sizeof buf) ? std::string(buf) : std::string();
@@ -124,18 +132,18 @@ TEST_F(ConfigTest, LoadsAGoodFile) {
 
   EXPECT_EQ(c.listeners[0].name, "web");
   EXPECT_EQ(c.listeners[0].address.to_string(), "127.0.0.1:8080");
-  EXPECT_EQ(c.listeners[0].protocol, Protocol::http);
+  EXPECT_EQ(c.listeners[0].protocol.name, "http");
   EXPECT_EQ(c.listeners[0].backlog, 128);
-  EXPECT_EQ(c.listeners[0].root, dir_ + "/html");
+  EXPECT_EQ(root_of(c.listeners[0]), dir_ + "/html");
 
   EXPECT_EQ(c.listeners[1].name, "listen#2");
   EXPECT_EQ(c.listeners[1].address.to_string(), "[::1]:9007");
-  EXPECT_EQ(c.listeners[1].protocol, Protocol::tcp_echo);
+  EXPECT_EQ(c.listeners[1].protocol.name, "tcp-echo");
   EXPECT_EQ(c.listeners[1].backlog, 511);
-  EXPECT_EQ(c.listeners[1].root, "");
+  EXPECT_EQ(root_of(c.listeners[1]), "");
 
   EXPECT_EQ(c.listeners[2].name, "listen#3");
-  EXPECT_EQ(c.listeners[2].protocol, Protocol::udp_echo);
+  EXPECT_EQ(c.listeners[2].protocol.name, "udp-echo");
   EXPECT_EQ(c.listeners[2].backlog, 5);
 }
 
@@ -180,7 +188,7 @@ TEST_F(ConfigTest, ResolvesRelativeRootAgainstTheConfigDirectory) {
       "address = \"127.0.0.1:8080\"\n"
       "protocol = \"http\"\n"
       "root = \"./site/../site/docs/\"\n");
-  EXPECT_EQ(c.listeners[0].root, dir_ + "/site/docs");
+  EXPECT_EQ(root_of(c.listeners[0]), dir_ + "/site/docs");
 }
 
 TEST_F(ConfigTest, StoresTheRootsRealPath) {
@@ -190,7 +198,7 @@ TEST_F(ConfigTest, StoresTheRootsRealPath) {
       "address = \"127.0.0.1:8080\"\n"
       "protocol = \"http\"\n"
       "root = \"current\"\n");
-  EXPECT_EQ(c.listeners[0].root, dir_ + "/html");
+  EXPECT_EQ(root_of(c.listeners[0]), dir_ + "/html");
 }
 
 TEST_F(ConfigTest, KeepsAbsolutePathsAsWritten) {
@@ -199,7 +207,7 @@ TEST_F(ConfigTest, KeepsAbsolutePathsAsWritten) {
                          "protocol = \"http\"\nroot = \"" + dir_ + "/html\"\n");
   EXPECT_EQ(c.pid_file, "/var/run/x.pid");
   EXPECT_EQ(c.log.error_log, "/var/log/e.log");
-  EXPECT_EQ(c.listeners[1].root, dir_ + "/html");
+  EXPECT_EQ(root_of(c.listeners[1]), dir_ + "/html");
 }
 
 TEST_F(ConfigTest, RelativeSourcePathResolvesAgainstTheCurrentDirectory) {
@@ -457,15 +465,15 @@ TEST(ShippedConfig, DefaultConfigLoads) {
   EXPECT_EQ(c.log.error_log, "stderr");
   ASSERT_EQ(c.listeners.size(), 3u);
   EXPECT_EQ(c.listeners[0].name, "web");
-  EXPECT_EQ(c.listeners[0].protocol, Protocol::http);
+  EXPECT_EQ(c.listeners[0].protocol.name, "http");
   EXPECT_EQ(c.listeners[0].address.to_string(), "127.0.0.1:8080");
   EXPECT_EQ(c.listeners[0].backlog, 511);
-  EXPECT_EQ(c.listeners[0].root, canonical(std::string(PREFORKD_SOURCE_DIR) + "/conf/html"));
+  EXPECT_EQ(root_of(c.listeners[0]), canonical(std::string(PREFORKD_SOURCE_DIR) + "/conf/html"));
   EXPECT_EQ(c.listeners[1].name, "echo");
-  EXPECT_EQ(c.listeners[1].protocol, Protocol::tcp_echo);
+  EXPECT_EQ(c.listeners[1].protocol.name, "tcp-echo");
   EXPECT_EQ(c.listeners[1].address.to_string(), "127.0.0.1:9007");
   EXPECT_EQ(c.listeners[2].name, "echo-udp");
-  EXPECT_EQ(c.listeners[2].protocol, Protocol::udp_echo);
+  EXPECT_EQ(c.listeners[2].protocol.name, "udp-echo");
   EXPECT_EQ(c.listeners[2].address.to_string(), "127.0.0.1:9007");
 #else
   GTEST_SKIP() << "PREFORKD_SOURCE_DIR not defined";
@@ -490,17 +498,18 @@ TEST_F(ConfigTest, PackagedConfigLoads) {
   EXPECT_EQ(c.log.access_log, "/var/log/preforkd/access.log");
   ASSERT_EQ(c.listeners.size(), 1u);
   EXPECT_EQ(c.listeners[0].address.to_string(), "127.0.0.1:8080");
-  EXPECT_DOUBLE_EQ(c.listeners[0].limits.header_timeout_s, 10.0);
-  EXPECT_DOUBLE_EQ(c.listeners[0].limits.idle_timeout_s, 60.0);
+  EXPECT_DOUBLE_EQ(seconds_key(c.listeners[0], "header_timeout"), 10.0);
+  EXPECT_DOUBLE_EQ(seconds_key(c.listeners[0], "idle_timeout"), 60.0);
 }
 
-TEST(ProtocolName, NamesEachProtocol) {
-  EXPECT_EQ(protocol_name(Protocol::http), "http");
-  EXPECT_EQ(protocol_name(Protocol::tcp_echo), "tcp-echo");
-  EXPECT_EQ(protocol_name(Protocol::udp_echo), "udp-echo");
-  EXPECT_FALSE(is_datagram(Protocol::http));
-  EXPECT_FALSE(is_datagram(Protocol::tcp_echo));
-  EXPECT_TRUE(is_datagram(Protocol::udp_echo));
+TEST(BuiltinProtocols, AreRegisteredWithTheirTransports) {
+  const ProtocolRegistry& r = process_registry();
+  ASSERT_NE(r.find("http"), nullptr);
+  EXPECT_EQ(r.find("http")->transport, Transport::stream);
+  EXPECT_EQ(r.find("tcp-echo")->transport, Transport::stream);
+  EXPECT_EQ(r.find("udp-echo")->transport, Transport::datagram);
+  EXPECT_EQ(r.find("smtp"), nullptr);
+  EXPECT_EQ(r.expected_names(), "http, tcp-echo or udp-echo");
 }
 
 TEST(ParseLogLevel, AcceptsTheFiveLevels) {
@@ -541,15 +550,15 @@ constexpr std::string_view kUdp =
 TEST_F(ConfigTest, LimitsHaveNginxLikeDefaults) {
   const Config c = parse(kHttp);
   EXPECT_EQ(c.max_connections, 10000);
-  const ListenerLimits& l = c.listeners[0].limits;
-  EXPECT_EQ(l.max_request_line, 8192u);
-  EXPECT_EQ(l.max_header_size, 16384u);
-  EXPECT_EQ(l.max_body_size, 1048576u);
-  EXPECT_DOUBLE_EQ(l.header_timeout_s, 10.0);
-  EXPECT_DOUBLE_EQ(l.idle_timeout_s, 60.0);
+  const ListenerConfig& l = c.listeners[0];
+  EXPECT_EQ(int_key(l, "max_request_line"), 8192);
+  EXPECT_EQ(int_key(l, "max_header_size"), 16384);
+  EXPECT_EQ(int_key(l, "max_body_size"), 1048576);
+  EXPECT_DOUBLE_EQ(seconds_key(l, "header_timeout"), 10.0);
+  EXPECT_DOUBLE_EQ(seconds_key(l, "idle_timeout"), 60.0);
   EXPECT_DOUBLE_EQ(l.send_timeout_s, 60.0);
-  EXPECT_DOUBLE_EQ(l.retire_idle_grace_s, 1.0);
-  EXPECT_EQ(parse(kUdp).listeners[0].limits.max_datagram_size, 65536u);
+  EXPECT_DOUBLE_EQ(seconds_key(l, "retire_idle_grace"), 1.0);
+  EXPECT_EQ(parse(kUdp).listeners[0].max_datagram_size, 65536u);
 }
 
 TEST_F(ConfigTest, LoadsEveryLimit) {
@@ -560,17 +569,17 @@ TEST_F(ConfigTest, LoadsEveryLimit) {
                          "[[listen]]\naddress = \"127.0.0.1:9007\"\nprotocol = \"udp-echo\"\n"
                          "max_datagram_size = 512\n");
   EXPECT_EQ(c.max_connections, 5);
-  const ListenerLimits& h = c.listeners[0].limits;
-  EXPECT_EQ(h.max_request_line, 100u);
-  EXPECT_EQ(h.max_header_size, 1024u);
-  EXPECT_EQ(h.max_body_size, 0u);
-  EXPECT_DOUBLE_EQ(h.header_timeout_s, 1.5);
-  EXPECT_DOUBLE_EQ(h.idle_timeout_s, 2.0);
+  const ListenerConfig& h = c.listeners[0];
+  EXPECT_EQ(int_key(h, "max_request_line"), 100);
+  EXPECT_EQ(int_key(h, "max_header_size"), 1024);
+  EXPECT_EQ(int_key(h, "max_body_size"), 0);
+  EXPECT_DOUBLE_EQ(seconds_key(h, "header_timeout"), 1.5);
+  EXPECT_DOUBLE_EQ(seconds_key(h, "idle_timeout"), 2.0);
   EXPECT_DOUBLE_EQ(h.send_timeout_s, 3.0);
-  EXPECT_DOUBLE_EQ(h.retire_idle_grace_s, 0.25);
-  EXPECT_DOUBLE_EQ(c.listeners[1].limits.idle_timeout_s, 4.0);
-  EXPECT_DOUBLE_EQ(c.listeners[1].limits.send_timeout_s, 0.5);
-  EXPECT_EQ(c.listeners[2].limits.max_datagram_size, 512u);
+  EXPECT_DOUBLE_EQ(seconds_key(h, "retire_idle_grace"), 0.25);
+  EXPECT_DOUBLE_EQ(seconds_key(c.listeners[1], "idle_timeout"), 4.0);
+  EXPECT_DOUBLE_EQ(c.listeners[1].send_timeout_s, 0.5);
+  EXPECT_EQ(c.listeners[2].max_datagram_size, 512u);
 }
 
 TEST_F(ConfigTest, RejectsLimitsOutOfRange) {
@@ -606,12 +615,12 @@ TEST_F(ConfigTest, EveryDurationKeyTakesUnits) {
       "idle_timeout = \"1m30s\"\nsend_timeout = \"45s\"\n");
   EXPECT_DOUBLE_EQ(c.graceful_timeout_s, 120.0);
   EXPECT_DOUBLE_EQ(c.worker_timeout_s, 90.0);
-  const ListenerLimits& h = c.listeners[0].limits;
-  EXPECT_DOUBLE_EQ(h.header_timeout_s, 0.5);
-  EXPECT_DOUBLE_EQ(h.idle_timeout_s, 3600.0);
+  const ListenerConfig& h = c.listeners[0];
+  EXPECT_DOUBLE_EQ(seconds_key(h, "header_timeout"), 0.5);
+  EXPECT_DOUBLE_EQ(seconds_key(h, "idle_timeout"), 3600.0);
   EXPECT_DOUBLE_EQ(h.send_timeout_s, 1.5);
-  EXPECT_DOUBLE_EQ(c.listeners[1].limits.idle_timeout_s, 90.0);
-  EXPECT_DOUBLE_EQ(c.listeners[1].limits.send_timeout_s, 45.0);
+  EXPECT_DOUBLE_EQ(seconds_key(c.listeners[1], "idle_timeout"), 90.0);
+  EXPECT_DOUBLE_EQ(c.listeners[1].send_timeout_s, 45.0);
 }
 
 TEST_F(ConfigTest, DurationForms) {

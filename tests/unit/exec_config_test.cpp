@@ -79,9 +79,9 @@ TEST_F(ExecConfigTest, LoadsTheIssuesExample) {
   EXPECT_EQ(c.exec.environment,
             (std::vector<std::pair<std::string, std::string>>{{"DJANGO_SETTINGS_MODULE", "site.settings"}, {"EMPTY", ""}}));
   ASSERT_EQ(c.listeners.size(), 2u);
-  EXPECT_EQ(c.listeners[0].protocol, Protocol::tcp);
+  EXPECT_EQ(c.listeners[0].protocol, (ProtocolRef{"tcp", Transport::stream}));
   EXPECT_FALSE(is_datagram(c.listeners[0].protocol));
-  EXPECT_EQ(c.listeners[1].protocol, Protocol::udp);
+  EXPECT_EQ(c.listeners[1].protocol, (ProtocolRef{"udp", Transport::datagram}));
   EXPECT_TRUE(is_datagram(c.listeners[1].protocol));  // a TCP and a UDP listener may share an address
 }
 
@@ -178,15 +178,18 @@ TEST_F(ExecConfigTest, EnvironmentErrors) {
 TEST_F(ExecConfigTest, ListenersAreTransportsInExecModeOnly) {
   const std::string head = "[exec]\ncommand = [\"sh\"]\n";
   EXPECT_EQ(error(head + "[[listen]]\naddress = \"127.0.0.1:8000\"\nprotocol = \"http\"\nroot = \"/\"\n"),
-            "5:12: listen[1].protocol: protocol \"http\" is a built-in worker's; with [exec] the program speaks the "
-            "protocol and a listener names its transport: \"tcp\" or \"udp\"");
+            "5:12: listen[1].protocol: protocol \"http\" with [exec]: the program speaks the protocol and a listener "
+            "names its transport, \"tcp\" or \"udp\"");
   EXPECT_EQ(error("[[listen]]\naddress = \"127.0.0.1:8000\"\nprotocol = \"tcp\"\n"),
-            "3:12: listen[1].protocol: protocol \"tcp\" needs an [exec] program to speak it (built-in protocols: "
-            "http, tcp-echo, udp-echo)");
+            "3:12: listen[1].protocol: protocol \"tcp\" needs an [exec] program to speak it (protocols of this "
+            "binary: http, tcp-echo or udp-echo)");
   EXPECT_EQ(error("[[listen]]\naddress = \"127.0.0.1:8000\"\nprotocol = \"udp\"\n"),
-            "3:12: listen[1].protocol: protocol \"udp\" needs an [exec] program to speak it (built-in protocols: "
-            "http, tcp-echo, udp-echo)");
-  // What a built-in worker would do with the connections is the program's business.
+            "3:12: listen[1].protocol: protocol \"udp\" needs an [exec] program to speak it (protocols of this "
+            "binary: http, tcp-echo or udp-echo)");
+  // What a built-in worker would do with the connections is the program's business,
+  // the transport's keys included.
+  EXPECT_EQ(error(head + std::string(kTcp) + "send_timeout = 5\n"),
+            "7:16: listen[1].send_timeout: not allowed for protocol \"tcp\"");
   EXPECT_EQ(error(head + std::string(kTcp) + "idle_timeout = 5\n"),
             "7:16: listen[1].idle_timeout: not allowed for protocol \"tcp\"");
   EXPECT_EQ(error(head + std::string(kTcp) + "root = \"/\"\n"), "7:8: listen[1].root: not allowed for protocol \"tcp\"");

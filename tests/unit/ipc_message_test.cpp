@@ -92,26 +92,28 @@ std::string encode_all(const std::vector<Message>& messages) {
 
 // --- encoding ------------------------------------------------------------------
 
-TEST(IpcMessageTest, ProtocolVersionIsTwo) { EXPECT_EQ(kVersion, 2); }
+TEST(IpcMessageTest, ProtocolVersionIsThree) { EXPECT_EQ(kVersion, 3); }
 
 TEST(IpcMessageTest, EncodesHeaderLittleEndian) {
-  EXPECT_EQ(encode(Ready{}), std::string("\x02\x02\x00\x00\x00\x00\x00\x00", 8));
+  EXPECT_EQ(encode(Ready{}), std::string("\x03\x02\x00\x00\x00\x00\x00\x00", 8));
 
   const std::string hb = encode(Heartbeat{Counters{0x0102030405060708ull, 1, 0}});
-  ASSERT_EQ(hb.size(), kHeaderSize + 24);
-  EXPECT_EQ(hb.substr(0, 8), std::string("\x02\x03\x00\x00\x18\x00\x00\x00", 8));
+  ASSERT_EQ(hb.size(), kHeaderSize + 28);  // three counters and an empty protocol list
+  EXPECT_EQ(hb.substr(0, 8), std::string("\x03\x03\x00\x00\x1c\x00\x00\x00", 8));
   EXPECT_EQ(hb.substr(8, 8), std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8));
   EXPECT_EQ(hb.substr(16, 8), le64(1));
   EXPECT_EQ(hb.substr(24, 8), le64(0));
+
+  EXPECT_EQ(hb.substr(32, 4), le32(0));
 
   const std::string dr = encode(Draining{Counters{1, 2, 3}});
   EXPECT_EQ(static_cast<std::uint8_t>(dr[1]), static_cast<std::uint8_t>(Type::draining));
 }
 
 TEST(IpcMessageTest, EncodesRetireWithLingerAsU32) {
-  EXPECT_EQ(encode(Retire{}), std::string("\x02\x04\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00", 12));
+  EXPECT_EQ(encode(Retire{}), std::string("\x03\x04\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00", 12));
   EXPECT_EQ(encode(Retire{0x0a0b0c0d}),
-            std::string("\x02\x04\x00\x00\x04\x00\x00\x00\x0d\x0c\x0b\x0a", 12));
+            std::string("\x03\x04\x00\x00\x04\x00\x00\x00\x0d\x0c\x0b\x0a", 12));
   EXPECT_EQ(encode(Retire{1500}), frame(kVersion, static_cast<std::uint8_t>(Type::retire), le32(1500)));
 }
 
@@ -127,7 +129,7 @@ TEST(IpcMessageTest, EncodesStartListenerFdsAfterConfigText) {
   const std::string payload =
       le32(2) + le32(1) + le32(1) + "p" + le32(1) + "t" + le32(3) + le32(3) + le32(0x01020304) + le32(0xffffffffu);
   EXPECT_EQ(f, frame(kVersion, static_cast<std::uint8_t>(Type::start), payload));
-  EXPECT_EQ(f.substr(0, 8), std::string("\x02\x01\x00\x00\x22\x00\x00\x00", 8));  // 34-byte payload
+  EXPECT_EQ(f.substr(0, 8), std::string("\x03\x01\x00\x00\x22\x00\x00\x00", 8));  // 34-byte payload
 }
 
 // --- round trips ---------------------------------------------------------------
@@ -352,8 +354,10 @@ TEST(IpcMessageTest, RejectsWrongVersion) {
   std::string f = encode(Ready{});
   f[0] = 1;
   expect_rejected(f, "version 1 (before listener fds and linger)");
-  f[0] = 3;
-  expect_rejected(f, "version 3");
+  f[0] = 2;
+  expect_rejected(f, "version 2 (before protocol counters)");
+  f[0] = 4;
+  expect_rejected(f, "version 4");
   f[0] = 0;
   expect_rejected(f, "version 0");
   f = encode(Start{1, 1, "a", "b", {}});
@@ -489,7 +493,7 @@ TEST(IpcMessageTest, FailedDecoderStaysFailed) {
 TEST(IpcMessageTest, ValidFramesBeforeABadOneAreDelivered) {
   Decoder d;
   std::string error;
-  feed(d, encode(Ready{}) + encode(Heartbeat{Counters{4, 5, 6}}) + frame(3, 2, "") + encode(Retire{}));
+  feed(d, encode(Ready{}) + encode(Heartbeat{Counters{4, 5, 6}}) + frame(2, 2, "") + encode(Retire{}));
   auto a = d.next(&error);
   ASSERT_TRUE(a.has_value()) << error;
   EXPECT_TRUE(std::holds_alternative<Ready>(*a));
@@ -507,6 +511,64 @@ TEST(IpcMessageTest, FailureWithoutErrorPointerStillFails) {
   feed(d, frame(0, 2, ""));
   EXPECT_FALSE(d.next(nullptr).has_value());
   EXPECT_TRUE(d.failed());
+}
+
+// --- protocol counters (version 3) ----------------------------------------------
+
+
+Counters with_protocol(std::vector<ProtocolCounter> protocol) {
+  Counters c{7, 8, 9};
+  c.protocol = std::move(protocol);
+  return c;
+}
+
+// A heartbeat payload: the three counters, then `count` and the entries as given.
+std::string heartbeat_payload(std::uint32_t count, const std::string& entries) {
+  return le64(1) + le64(2) + le64(3) + le32(count) + entries;
+}
+
+std::string entry(std::uint8_t kind, const std::string& name, std::uint64_t value) {
+  return std::string(1, static_cast<char>(kind)) + std::string(1, static_cast<char>(name.size())) + name + le64(value);
+}
+
+TEST(IpcProtocolCounters, RoundTripInHeartbeatAndDraining) {
+  Counters c = with_protocol({{"http_x", false, 5}, {"kv_commands", false, 0xfedcba9876543210ull}, {"kv_keys", true, 3}});
+  for (const Message& m : {Message(Heartbeat{c}), Message(Draining{c})}) {
+    Decoder d;
+    feed(d, encode(m));
+    std::string error;
+    auto got = d.next(&error);
+    ASSERT_TRUE(got.has_value()) << error;
+    EXPECT_EQ(*got, m);
+  }
+  const std::string f = encode(Heartbeat{with_protocol({{"kv_keys", true, 3}})});
+  EXPECT_EQ(f.substr(kHeaderSize + 24), le32(1) + entry(1, "kv_keys", 3));
+}
+
+TEST(IpcProtocolCounters, RejectsWhatCouldNotBeAMetricName) {
+  auto hb = [](std::uint32_t count, const std::string& entries) {
+    return frame(kVersion, static_cast<std::uint8_t>(Type::heartbeat), heartbeat_payload(count, entries));
+  };
+  EXPECT_TRUE([&] {
+    Decoder d;
+    feed(d, hb(1, entry(0, "kv_commands", 1)));
+    std::string error;
+    return d.next(&error).has_value();
+  }());
+  expect_rejected(hb(1, entry(0, "Kv", 1)), "upper case");
+  expect_rejected(hb(1, entry(0, "kv x", 1)), "space");
+  expect_rejected(hb(1, entry(0, "kv\n# HELP", 1)), "newline");
+  expect_rejected(hb(1, entry(0, "kv{a=\"b\"}", 1)), "braces");
+  expect_rejected(hb(1, entry(0, "", 1)), "empty name");
+  expect_rejected(hb(1, entry(0, std::string(kMaxCounterNameBytes + 1, 'a'), 1)), "name too long");
+  expect_rejected(hb(1, entry(2, "kv", 1)), "kind 2");
+  expect_rejected(hb(2, entry(0, "b", 1) + entry(0, "a", 1)), "unsorted");
+  expect_rejected(hb(2, entry(0, "a", 1) + entry(1, "a", 1)), "twice");
+  expect_rejected(hb(2, entry(0, "a", 1)), "count beyond entries");
+  expect_rejected(hb(0xffffffffu, ""), "hostile count");
+  expect_rejected(hb(kMaxProtocolCounters + 1, ""), "over the bound");
+  expect_rejected(hb(1, entry(0, "a", 1) + "x"), "trailing byte");
+  expect_rejected(hb(1, entry(0, "a", 1).substr(0, 5)), "truncated value");
 }
 
 }  // namespace

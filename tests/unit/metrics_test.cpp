@@ -34,6 +34,41 @@ TEST(CounterLedger, TotalsKeepRetiredWorkersSoTheyNeverGoBackwards) {
   EXPECT_EQ(ledger.total(), counters(9, 1, 12));
 }
 
+// Protocol counters are summed by name; a gone worker's counters stay in the
+// total, its gauges (a level it no longer has) do not.
+TEST(CounterLedger, ProtocolCountersStayAndGaugesGoWithTheirWorker) {
+  auto with = [](std::vector<ipc::ProtocolCounter> protocol) {
+    ipc::Counters c = counters(1, 1, 1);
+    c.protocol = std::move(protocol);
+    return c;
+  };
+  CounterLedger ledger;
+  ledger.update(10, 1, with({{"kv_commands", false, 5}, {"kv_keys", true, 3}}));
+  ledger.update(11, 1, with({{"kv_commands", false, 7}, {"kv_keys", true, 4}, {"x_y", false, 1}}));
+  std::vector<ipc::ProtocolCounter> expected = {{"kv_commands", false, 12}, {"kv_keys", true, 7}, {"x_y", false, 1}};
+  EXPECT_EQ(ledger.total().protocol, expected);
+  ledger.retire(10);
+  expected = {{"kv_commands", false, 12}, {"kv_keys", true, 4}, {"x_y", false, 1}};
+  EXPECT_EQ(ledger.total().protocol, expected);
+  ledger.retire(11);
+  expected = {{"kv_commands", false, 12}, {"x_y", false, 1}};
+  EXPECT_EQ(ledger.total().protocol, expected) << "counters never go backwards";
+}
+
+TEST(MetricsRendering, ProtocolCountersAreFamiliesOfTheirOwn) {
+  MetricsSnapshot s;
+  s.version = "0.1.0";
+  s.protocol_metrics = {{"kv_commands", false, "Commands answered.", 12}, {"kv_keys", true, "Keys stored.", 4}};
+  std::string text = render_prometheus(s);
+  EXPECT_NE(text.find("# HELP preforkd_kv_commands_total Commands answered.\n# TYPE preforkd_kv_commands_total counter\n"
+                      "preforkd_kv_commands_total 12\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# HELP preforkd_kv_keys Keys stored.\n# TYPE preforkd_kv_keys gauge\npreforkd_kv_keys 4\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST(CounterLedger, AWorkerThatNeverReportedCountsNothing) {
   CounterLedger ledger;
   ledger.retire(5);

@@ -24,11 +24,11 @@ namespace {
 using test::connect_to;
 using test::take_from_each;
 
-ListenerConfig listener_on(const SocketAddress& address, Protocol protocol = Protocol::http) {
+ListenerConfig listener_on(const SocketAddress& address, Transport transport = Transport::stream) {
   ListenerConfig listener;
   listener.name = "test";
   listener.address = address;
-  listener.protocol = protocol;
+  listener.protocol = {transport == Transport::stream ? "http" : "udp-echo", transport};
   return listener;
 }
 
@@ -74,7 +74,7 @@ std::vector<int> spread(const ListenerConfig& listener, const std::vector<int>& 
   return total;
 }
 
-void steer_around_slot_1(Protocol protocol) {
+void steer_around_slot_1(Transport protocol) {
   SlotSockets sockets;
   ListenerConfig listener = listener_on(test::loopback_any_port(), protocol);
   std::vector<int> fds = open_slots(sockets, listener, 4);
@@ -91,8 +91,8 @@ void steer_around_slot_1(Protocol protocol) {
   EXPECT_GT(all[1], 0) << "slot 1 gets nothing after steering back to all";
 }
 
-TEST(SlotSocketsSteering, TcpToAnySetOfSlots) { steer_around_slot_1(Protocol::http); }
-TEST(SlotSocketsSteering, UdpToAnySetOfSlots) { steer_around_slot_1(Protocol::udp_echo); }
+TEST(SlotSocketsSteering, TcpToAnySetOfSlots) { steer_around_slot_1(Transport::stream); }
+TEST(SlotSocketsSteering, UdpToAnySetOfSlots) { steer_around_slot_1(Transport::datagram); }
 
 // The serving-prefix form the supervisor uses today is the special case.
 TEST(SlotSocketsSteering, PrefixOfServingSlots) {

@@ -1,55 +1,49 @@
-// The HTTP/1.1 session. The parser is paused at the end of every request, so a
-// response is built outside parser callbacks and pipelined requests are answered
+// The HTTP/1.1 session. The parser is paused at the end of every request, so the
+// handler runs outside parser callbacks and pipelined requests are answered
 // strictly in order: the next one is parsed only when the previous response has
-// been queued (or, for a large file, fully streamed).
-#include "worker/http_handler.hpp"
+// been queued (or, for a file, fully streamed). The session is the Request and the
+// Exchange the handler sees, so a request costs no allocation of its own.
+#include "worker/http_session.hpp"
 
-#include <fcntl.h>
 #include <http_parser.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <climits>
-#include <cstring>
 #include <ctime>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "common/limits.hpp"
 #include "common/log.hpp"
-#include "worker/ascii.hpp"
-#include "worker/file_cache.hpp"
 #include "worker/access_log.hpp"
+#include "worker/ascii.hpp"
 #include "worker/http_date.hpp"
-#include "worker/mime_types.hpp"
 
 namespace preforkd {
+
+class HttpSession;
+
+namespace http::detail {
+
+// What a Deferred points to: the session while its request waits for the answer;
+// null once answered or once the connection is gone, so a late answer is dropped
+// and never lands on the next request.
+struct DeferredState {
+  HttpSession* session = nullptr;
+};
+
+}  // namespace http::detail
+
 namespace {
 
-// Files too large for the cache (FileCache::kMaxBodyBytes) are streamed in chunks
-// of this size, one chunk in flight at a time.
+// File bodies are sent in chunks of this size, one chunk in flight at a time.
 constexpr std::size_t kChunkSize = 256 * 1024;
 // Pipelined requests stop being parsed while this much output waits for the peer.
 constexpr std::size_t kMaxQueuedBytes = 1 << 20;
-
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-  }
-  return "Unknown";
-}
 
 // The Date header changes once a second; format it once a second.
 const std::string& current_http_date() {
@@ -74,22 +68,44 @@ bool read_fully(int fd, char* out, std::size_t size, off_t offset) {
   return true;
 }
 
-class HttpSession final : public StreamSession {
+// (pointer, length): append(first, last) would go through the iterator overload,
+// a replace() that costs more than the formatting.
+void append_number(std::string& out, std::uint64_t n) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  out.append(digits, static_cast<std::size_t>(end - digits));
+}
+
+// 1xx, 204 and 304 have no body and no Content-Length (RFC 9110 8.6).
+bool bodiless(int status) { return (status >= 100 && status < 200) || status == 204 || status == 304; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+class HttpSession final : public StreamSession, private http::Request, private http::Exchange {
  public:
-  HttpSession(StreamTransport& transport, FileCache& files, const ListenerLimits& limits, WorkerStats& stats)
+  HttpSession(StreamTransport& transport, http::Handler& handler, const HttpLimits& limits, Counter requests)
       : transport_(transport),
-        files_(files),
+        handler_(handler),
         limits_(limits),
         header_timeout_ms_(to_timer_ms(limits.header_timeout_s)),
         idle_timeout_ms_(to_timer_ms(limits.idle_timeout_s)),
         retire_grace_ms_(std::min(to_timer_ms(limits.retire_idle_grace_s), idle_timeout_ms_)),
-        stats_(stats) {
+        requests_(requests) {
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
     // The first request has header_timeout to arrive, like every later one.
     transport_.set_timeout(header_timeout_ms_);
   }
-  ~HttpSession() override { close_file(); }
+  ~HttpSession() override {
+    close_file();
+    if (deferred_) deferred_->session = nullptr;
+  }
 
   void on_data(std::string_view bytes) override {
     if (closing_) return;
@@ -144,11 +160,99 @@ class HttpSession final : public StreamSession {
     transport_.close();
   }
 
+  // Deferred's side.
+  bool awaiting() const { return awaiting_response_ && !closing_; }
+  const http::Request& as_request() const { return *this; }
+  void answer(int status, std::string_view headers, http::Body body) { respond(status, headers, std::move(body)); }
+  void answer_error(int status) { respond_error(status); }
+
  private:
+  struct HeaderSpan {
+    std::uint32_t name_at = 0, name_length = 0, value_at = 0, value_length = 0;
+  };
+
   static const http_parser_settings kSettings;
   static HttpSession* self(http_parser* p) { return static_cast<HttpSession*>(p->data); }
 
-  bool blocked() const { return closing_ || file_fd_ >= 0 || waiting_for_writes_; }
+  bool blocked() const { return closing_ || file_fd_ >= 0 || waiting_for_writes_ || awaiting_response_; }
+
+  // --- http::Request -------------------------------------------------------------
+  std::string_view method() const override { return http_method_str(static_cast<http_method>(parser_.method)); }
+  std::string_view target() const override { return url_; }
+  std::string_view path() const override {
+    std::string_view t = url_;
+    return t.substr(0, t.find_first_of("?#"));
+  }
+  std::string_view query() const override {
+    std::string_view t = url_;
+    auto q = t.find('?');
+    if (q == std::string_view::npos) return {};
+    t.remove_prefix(q + 1);
+    return t.substr(0, t.find('#'));
+  }
+  int version_major() const override { return parser_.http_major; }
+  int version_minor() const override { return parser_.http_minor; }
+  std::string_view header(std::string_view name) const override {
+    for (const HeaderSpan& h : headers_)
+      if (iequals(header_name(h), name)) return header_value(h);
+    return {};
+  }
+  std::size_t header_count() const override { return headers_.size(); }
+  http::Header header_at(std::size_t index) const override {
+    if (index >= headers_.size()) return {};
+    return {header_name(headers_[index]), header_value(headers_[index])};
+  }
+  std::string_view body() const override { return body_; }
+  std::string peer_address() const override { return transport_.peer_address(); }
+  std::string_view header_name(const HeaderSpan& h) const {
+    return std::string_view(header_text_).substr(h.name_at, h.name_length);
+  }
+  std::string_view header_value(const HeaderSpan& h) const {
+    return std::string_view(header_text_).substr(h.value_at, h.value_length);
+  }
+
+  // --- http::Exchange ------------------------------------------------------------
+  const http::Request& request() const override { return *this; }
+
+  void respond(int status, std::string_view headers, http::Body body) override {
+    if (!awaiting_response_ || closing_) return;  // answered already, or the connection is going
+    awaiting_response_ = false;
+    if (deferred_) {
+      deferred_->session = nullptr;
+      deferred_.reset();
+    }
+    // Computed now, not when the request came: a deferred answer may find the
+    // worker retiring meanwhile.
+    bool keep_alive = peer_may_send_ && !retiring_;
+    send_response(status, headers, std::move(body), keep_alive, /*head=*/head_request_);
+    // A deferred answer: go on with what the peer pipelined meanwhile. (From inside
+    // on_request the parse loop goes on by itself.)
+    if (!dispatching_) resume();
+  }
+
+  void respond_error(int status) override {
+    http::Response r = error_page(status);
+    respond(r.status, r.headers.text(), std::move(r.body));
+  }
+
+  http::Deferred defer() override {
+    if (!deferred_) {
+      deferred_ = std::make_shared<http::detail::DeferredState>();
+      deferred_->session = this;
+    }
+    return http::Deferred(deferred_);
+  }
+
+  http::Response error_page(int status) {
+    try {
+      return handler_.error_response(status);
+    } catch (const std::exception& e) {
+      PF_LOG_ERROR("http: error_response(%d): %s", status, e.what());
+      return handler_.http::Handler::error_response(status);
+    }
+  }
+
+  // --- parsing -------------------------------------------------------------------
 
   // Parses as many whole requests as possible and answers each; returns bytes used.
   std::size_t parse(std::string_view data) {
@@ -159,7 +263,7 @@ class HttpSession final : public StreamSession {
       auto error = HTTP_PARSER_ERRNO(&parser_);
       if (error == HPE_PAUSED) {
         http_parser_pause(&parser_, 0);
-        respond();
+        dispatch();
         continue;
       }
       if (error == HPE_OK && in_message_ && !headers_done_ && parser_.nread > limits_.max_header_size) {
@@ -213,79 +317,87 @@ class HttpSession final : public StreamSession {
     transport_.resume_reading();
   }
 
-  void respond() {
+  // A whole request is in: the handler answers it, now or later (defer()).
+  void dispatch() {
     // From here until the response is queued the peer owes us nothing; a peer
     // that does not read is the send timeout's business.
     transport_.set_timeout(0);
-    ++stats_.requests;
+    requests_.add();
     ++answered_;
     in_message_ = false;
     // Retiring, the answer says Connection: close; a client that wanted to keep
     // the connection may already be sending (pipelining) and gets a lingering close.
     peer_may_send_ = http_should_keep_alive(&parser_);
-    bool keep_alive = peer_may_send_ && !retiring_;
-    auto method = static_cast<http_method>(parser_.method);
-    if (method != HTTP_GET && method != HTTP_HEAD) {
-      bool known = method == HTTP_POST || method == HTTP_PUT || method == HTTP_DELETE ||
-                   method == HTTP_PATCH || method == HTTP_OPTIONS;
-      send_error(known ? 405 : 501, keep_alive);
-      return;
+    head_request_ = parser_.method == HTTP_HEAD;
+    awaiting_response_ = true;
+    dispatching_ = true;
+    try {
+      handler_.on_request(*this);
+    } catch (const std::exception& e) {
+      PF_LOG_ERROR("http: handler: %s %s: %s", http_method_str(static_cast<http_method>(parser_.method)),
+                   url_.c_str(), e.what());
+      if (awaiting_response_) respond_error(500);
     }
-    FileLookup found = files_.lookup(url_, coarse_now_ms());
-    if (found.status != 200) {
-      send_error(found.status, keep_alive);
-      return;
+    dispatching_ = false;
+    if (awaiting_response_ && !deferred_) {
+      PF_LOG_ERROR("http: handler neither answered nor deferred %s %s",
+                   http_method_str(static_cast<http_method>(parser_.method)), url_.c_str());
+      respond_error(500);
     }
-    send_file(*found.file, method == HTTP_HEAD, keep_alive);
+    // Deferred: nothing more is parsed until the answer, so nothing more is read
+    // either (a client pipelining meanwhile must not grow input_ without bound);
+    // after_parse resumes reading once the answer is queued.
+    if (awaiting_response_) transport_.pause_reading();
   }
 
-  void send_file(const StaticFile& file, bool head_only, bool keep_alive) {
-    if (!if_modified_since_.empty()) {
-      auto since = parse_http_date(if_modified_since_);
-      if (since && file.st.st_mtime <= *since) {
-        std::string head = status_head(304, keep_alive);
-        head += "Last-Modified: " + file.last_modified + "\r\n\r\n";
-        finish_response(std::move(head), {}, keep_alive);
-        return;
-      }
+  // --- responses -----------------------------------------------------------------
+
+  // The layer writes the status line, Server, Date, Connection and Content-Length;
+  // `headers` are the handler's lines. head: send no body (HEAD).
+  void send_response(int status, std::string_view headers, http::Body body, bool keep_alive, bool head) {
+    if (body.kind() == http::Body::Kind::length_only && !head) {
+      PF_LOG_ERROR("http: Body::length_only answers only HEAD, not %s %s",
+                   http_method_str(static_cast<http_method>(parser_.method)), url_.c_str());
+      return send_error(500, keep_alive);
     }
-    if (head_only || file.st.st_size == 0) {
-      finish_response(status_head(200, keep_alive) + file.headers, {}, keep_alive);
-      return;
+    const bool no_body = bodiless(status);
+    const bool send_body = !no_body && !head;
+    std::string response_head = status_head(status, keep_alive);
+    response_head.append(headers);
+    if (!no_body) {
+      response_head += "Content-Length: ";
+      append_number(response_head, body.length());
+      response_head += "\r\n";
     }
-    if (file.body) {
-      // The cached contents go out as they are: one writev, no copy.
-      std::string head = status_head(200, keep_alive) + file.headers;
-      log_access(head, file.body->size());
-      transport_.write_shared(std::move(head), file.body);
-      after_response(keep_alive);
-      return;
+    response_head += "\r\n";
+    log_access(status, send_body ? body.length() : 0);
+    if (!send_body || body.length() == 0) {
+      transport_.write(std::move(response_head));
+      return after_response(keep_alive);
     }
-    stream_file(file.path, keep_alive);
+    switch (body.kind()) {
+      case http::Body::Kind::bytes: transport_.write(std::move(response_head), body.take_bytes()); break;
+      case http::Body::Kind::shared:
+        // The cached contents go out as they are: one writev, no copy.
+        if (body.offset() == 0 && body.length() == body.shared_bytes()->size()) {
+          transport_.write_shared(std::move(response_head), body.shared_bytes());
+        } else {
+          transport_.write_shared_range(std::move(response_head), body.shared_bytes(), body.offset(), body.length());
+        }
+        break;
+      case http::Body::Kind::file: return start_file(std::move(response_head), body, keep_alive);
+      case http::Body::Kind::length_only: break;  // only with head, handled above
+    }
+    after_response(keep_alive);
   }
 
-  // Large files: opened per request and sent in chunks, one in flight at a time.
-  // The headers come from this open's fstat, not the cache, so that
-  // Content-Length matches what is sent.
-  void stream_file(const std::string& path, bool keep_alive) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st {};
-    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      int status = fd >= 0 ? 404 : status_for_open_error(errno);
-      if (fd >= 0) ::close(fd);
-      send_error(status, keep_alive);
-      return;
-    }
-    std::string head = status_head(200, keep_alive);
-    head += "Content-Type: ";
-    head += mime_type_for(path);
-    head += "\r\nContent-Length: " + std::to_string(st.st_size);
-    head += "\r\nLast-Modified: " + format_http_date(st.st_mtime) + "\r\n\r\n";
-    file_fd_ = fd;
-    file_offset_ = 0;
-    file_remaining_ = static_cast<std::size_t>(st.st_size);
+  // A file body: the head now, then chunks, one in flight at a time; reading
+  // pauses meanwhile (nothing is parsed before the file is out anyway).
+  void start_file(std::string head, http::Body& body, bool keep_alive) {
+    file_offset_ = static_cast<off_t>(body.offset());
+    file_remaining_ = body.length();
+    file_fd_ = body.release_fd();
     keep_alive_after_file_ = keep_alive;
-    log_access(head, file_remaining_);
     transport_.pause_reading();
     transport_.write(std::move(head));
   }
@@ -297,7 +409,7 @@ class HttpSession final : public StreamSession {
       resume();
       return;
     }
-    std::size_t n = std::min(file_remaining_, kChunkSize);
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(file_remaining_, kChunkSize));
     std::string chunk(n, '\0');
     if (!read_fully(file_fd_, chunk.data(), n, file_offset_)) return abort_response();
     file_offset_ += static_cast<off_t>(n);
@@ -323,9 +435,9 @@ class HttpSession final : public StreamSession {
     std::string head;
     head.reserve(256);
     head += "HTTP/1.1 ";
-    head += std::to_string(status);
+    append_number(head, static_cast<std::uint64_t>(status));
     head += ' ';
-    head += reason_phrase(status);
+    head += http::reason_phrase(status);
     head += "\r\nServer: preforkd\r\nDate: ";
     head += current_http_date();
     // HTTP/1.1 keeps alive by default and 1.0 closes by default; say so only
@@ -338,22 +450,14 @@ class HttpSession final : public StreamSession {
     return head;
   }
 
+  // The layer's own errors (a bad request, a limit, a timeout): the handler's page.
   void send_error(int status, bool keep_alive) {
-    std::string body = "<html><head><title>" + std::to_string(status) + " " + reason_phrase(status) +
-                       "</title></head><body><h1>" + std::to_string(status) + " " +
-                       reason_phrase(status) + "</h1></body></html>\n";
-    std::string head = status_head(status, keep_alive);
-    if (status == 405) head += "Allow: GET, HEAD\r\n";
-    head += "Content-Type: text/html; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
-            "\r\n\r\n";
-    if (static_cast<http_method>(parser_.method) == HTTP_HEAD && status != 400) body.clear();
-    finish_response(std::move(head), std::move(body), keep_alive);
-  }
-
-  void finish_response(std::string head, std::string body, bool keep_alive) {
-    log_access(head, body.size());
-    transport_.write(std::move(head), std::move(body));
-    after_response(keep_alive);
+    awaiting_response_ = false;
+    http::Response r = error_page(status);
+    // A request too broken to parse may not be what its method says: it gets the
+    // page even when it looked like HEAD.
+    bool head = parser_.method == HTTP_HEAD && status != 400;
+    send_response(status, r.headers.text(), std::move(r.body), keep_alive, head);
   }
 
   void after_response(bool keep_alive) {
@@ -373,7 +477,7 @@ class HttpSession final : public StreamSession {
     }
   }
 
-  // Parser callbacks: collect the target and the one header we act on.
+  // --- parser callbacks ----------------------------------------------------------
   static int on_message_begin(http_parser* p) {
     auto* s = self(p);
     s->access_headers_.reset();
@@ -389,9 +493,12 @@ class HttpSession final : public StreamSession {
     s->header_bytes_ = 0;
     s->transport_.set_timeout(s->header_timeout_ms_);
     s->url_.clear();
-    s->field_.clear();
-    s->value_.clear();
-    s->if_modified_since_.clear();
+    s->header_text_.clear();
+    s->headers_.clear();
+    s->body_.clear();
+    s->collect_body_ = false;
+    s->in_value_ = false;
+    s->header_ended_ = false;
     s->last_was_value_ = false;
     return 0;
   }
@@ -404,12 +511,25 @@ class HttpSession final : public StreamSession {
   static int on_header_field(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
     if (s->last_was_value_) s->end_header();
-    s->field_.append(at, len);
+    if (s->headers_.empty() || s->header_ended_) {
+      s->headers_.push_back({static_cast<std::uint32_t>(s->header_text_.size()), 0, 0, 0});
+      s->in_value_ = false;
+      s->header_ended_ = false;
+    }
+    s->header_text_.append(at, len);
+    s->headers_.back().name_length += static_cast<std::uint32_t>(len);
     return s->count_header_bytes(len);
   }
   static int on_header_value(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
-    s->value_.append(at, len);
+    if (s->headers_.empty()) return 0;  // the parser calls field first; defensive
+    HeaderSpan& h = s->headers_.back();
+    if (!s->in_value_) {
+      h.value_at = static_cast<std::uint32_t>(s->header_text_.size());
+      s->in_value_ = true;
+    }
+    s->header_text_.append(at, len);
+    h.value_length += static_cast<std::uint32_t>(len);
     s->last_was_value_ = true;
     return s->count_header_bytes(len);
   }
@@ -418,15 +538,23 @@ class HttpSession final : public StreamSession {
     if (s->last_was_value_) s->end_header();
     s->headers_done_ = true;
     if (int status = s->check_framing(); status != 0) return s->reject(status);
+    // No exception may cross the parser's C frames.
+    try {
+      s->collect_body_ = s->handler_.wants_body(*s);
+    } catch (const std::exception& e) {
+      PF_LOG_ERROR("http: wants_body: %s", e.what());
+      return s->reject(500);
+    }
     // The body, if any, must keep coming: header_timeout between reads.
     s->transport_.set_timeout(s->header_timeout_ms_);
     return 0;
   }
-  static int on_body(http_parser* p, const char*, std::size_t len) {
+  static int on_body(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
     s->body_bytes_ += len;
     // Chunked bodies announce no length; count them as they come.
     if (s->body_bytes_ > s->limits_.max_body_size) return s->reject(413);
+    if (s->collect_body_) s->body_.append(at, len);
     s->transport_.set_timeout(s->header_timeout_ms_);
     return 0;
   }
@@ -452,11 +580,6 @@ class HttpSession final : public StreamSession {
       return 413;
     return 0;
   }
-  static std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-  }
   // A whole header block may arrive in one read, and parser_.nread is reset when
   // it ends; so the callbacks count what they see (plus ": " and CRLF per line).
   int count_header_bytes(std::size_t len) {
@@ -469,23 +592,22 @@ class HttpSession final : public StreamSession {
   }
   void end_header() {
     header_bytes_ += 4;
-    if (iequals(field_, "content-length")) ++content_length_headers_;
-    if (iequals(field_, "transfer-encoding")) {
+    const HeaderSpan& h = headers_.back();
+    std::string_view field = header_name(h), value = header_value(h);
+    if (iequals(field, "content-length")) ++content_length_headers_;
+    if (iequals(field, "transfer-encoding")) {
       ++transfer_encoding_headers_;
-      transfer_encoding_ = value_;
+      transfer_encoding_.assign(value);
     }
-    if (iequals(field_, "if-modified-since")) if_modified_since_ = value_;
-    access_headers_.note(field_, value_);
-    field_.clear();
-    value_.clear();
+    access_headers_.note(field, value);
     last_was_value_ = false;
+    header_ended_ = true;
   }
 
   // One line per response in the access log, if configured; a request the parser
   // rejected has no trustworthy request line.
-  void log_access(const std::string& head, std::size_t body_bytes) {
+  void log_access(int status, std::uint64_t body_bytes) {
     if (!access_log::enabled()) return;
-    int status = access_log::status_of(head);
     bool parsed = HTTP_PARSER_ERRNO(&parser_) == HPE_OK || HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED;
     std::string remote = transport_.peer_address();
     access_log::write({remote, parsed ? http_method_str(static_cast<http_method>(parser_.method)) : "", url_,
@@ -493,16 +615,25 @@ class HttpSession final : public StreamSession {
   }
 
   StreamTransport& transport_;
-  FileCache& files_;
-  const ListenerLimits& limits_;
+  http::Handler& handler_;
+  const HttpLimits& limits_;
   const std::uint64_t header_timeout_ms_;
   const std::uint64_t idle_timeout_ms_;
   const std::uint64_t retire_grace_ms_;
+  Counter requests_;
   access_log::RequestHeaders access_headers_;
-  WorkerStats& stats_;
   http_parser parser_{};
   std::string input_;  // bytes received but not yet parsed
-  std::string url_, field_, value_, if_modified_since_;
+  std::string url_;
+  // Every header of the request in progress: names and values back to back in
+  // header_text_, located by headers_ (both reused, so a keep-alive connection
+  // stops allocating after its first requests).
+  std::string header_text_;
+  std::vector<HeaderSpan> headers_;
+  std::string body_;  // collected when the handler wants_body
+  bool collect_body_ = false;
+  bool in_value_ = false;      // the last header callback was a value piece
+  bool header_ended_ = false;  // end_header() ran for headers_.back()
   bool last_was_value_ = false;
   bool in_message_ = false;
   bool headers_done_ = false;
@@ -517,11 +648,15 @@ class HttpSession final : public StreamSession {
   bool peer_eof_ = false;
   bool retiring_ = false;
   bool peer_may_send_ = false;  // the request being answered asked for keep-alive
+  bool head_request_ = false;
   bool closing_ = false;
   bool waiting_for_writes_ = false;
+  bool awaiting_response_ = false;  // the handler has the request and has not answered
+  bool dispatching_ = false;        // inside handler_.on_request
+  std::shared_ptr<http::detail::DeferredState> deferred_;
   int file_fd_ = -1;
   off_t file_offset_ = 0;
-  std::size_t file_remaining_ = 0;
+  std::uint64_t file_remaining_ = 0;
   bool keep_alive_after_file_ = false;
 };
 
@@ -537,24 +672,51 @@ const http_parser_settings HttpSession::kSettings = [] {
   return s;
 }();
 
-class HttpHandler final : public StreamHandler {
+namespace {
+
+class HttpLayer final : public StreamHandler {
  public:
-  HttpHandler(std::string root, const ListenerLimits& limits, WorkerStats& stats)
-      : files_(std::move(root)), limits_(limits), stats_(stats) {}
+  HttpLayer(std::unique_ptr<http::Handler> handler, const HttpLimits& limits, Counter requests)
+      : handler_(std::move(handler)), limits_(limits), requests_(requests) {}
   std::unique_ptr<StreamSession> open_session(StreamTransport& transport) override {
-    return std::make_unique<HttpSession>(transport, files_, limits_, stats_);
+    return std::make_unique<HttpSession>(transport, *handler_, limits_, requests_);
   }
 
  private:
-  FileCache files_;
-  ListenerLimits limits_;
-  WorkerStats& stats_;
+  std::unique_ptr<http::Handler> handler_;
+  HttpLimits limits_;
+  Counter requests_;
 };
 
 }  // namespace
 
-std::unique_ptr<StreamHandler> make_http_handler(const ListenerConfig& listener, WorkerStats& stats) {
-  return std::make_unique<HttpHandler>(listener.root, listener.limits, stats);
+std::unique_ptr<StreamHandler> make_http_layer(std::unique_ptr<http::Handler> handler, const HttpLimits& limits,
+                                               Counter requests) {
+  return std::make_unique<HttpLayer>(std::move(handler), limits, requests);
 }
 
+namespace http {
+
+std::unique_ptr<StreamHandler> serve(Listener& listener, std::unique_ptr<Handler> handler) {
+  if (!handler) throw std::invalid_argument("http::serve: no handler");
+  return make_http_layer(std::move(handler), http_limits_of(listener), listener.worker().requests());
+}
+
+bool Deferred::pending() const { return state_ && state_->session && state_->session->awaiting(); }
+
+const Request* Deferred::request() const { return pending() ? &state_->session->as_request() : nullptr; }
+
+bool Deferred::respond(int status, std::string_view headers, Body body) {
+  if (!pending()) return false;
+  state_->session->answer(status, headers, std::move(body));
+  return true;
+}
+
+bool Deferred::respond_error(int status) {
+  if (!pending()) return false;
+  state_->session->answer_error(status);
+  return true;
+}
+
+}  // namespace http
 }  // namespace preforkd

@@ -1,8 +1,8 @@
-// wrk (Debian's wrk package) as a load client for integration tests: one run in
-// the background with its output in a file, killed by pid if it outlives its
-// duration by far (it stops by itself after -d), and its summary parsed; and a
-// series of short runs back to back, for load that lasts exactly as long as a
-// sequence of operator actions whose duration is not known in advance.
+// wrk, the real HTTP load client, in the background: its output in a file, its
+// summary parsed (requests, socket errors, non-2xx). Killed by pid if it outlives
+// its duration by far (it stops by itself after -d). WrkSeries: short runs back
+// to back, for load that lasts exactly as long as a sequence of operator actions
+// whose duration is not known in advance.
 #pragma once
 
 #include <sys/types.h>
@@ -12,20 +12,17 @@
 #include <string>
 #include <thread>
 
-#include "tests/integration/harness.hpp"
-
 namespace itest {
 
 class Wrk {
  public:
-  // keep_alive false: every request says `Connection: close` (a new connection each).
   Wrk(int port, int connections, int seconds, bool keep_alive, const std::string& dir,
       const std::string& path = "/hello.txt", int threads = 2);
   ~Wrk();
   Wrk(const Wrk&) = delete;
   Wrk& operator=(const Wrk&) = delete;
   // Waits for wrk to end (bounded) and parses its summary; false if it did not
-  // end cleanly.
+  // exit cleanly.
   bool finish();
   long requests() const { return requests_; }
   long socket_errors() const { return socket_errors_; }  // connect + read + write + timeout

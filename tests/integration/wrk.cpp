@@ -1,5 +1,5 @@
-// Running wrk from tests and reading its summary.
-#include "tests/integration/wrk_client.hpp"
+// Starting wrk and reading its summary.
+#include "tests/integration/wrk.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -8,15 +8,17 @@
 
 #include <chrono>
 #include <regex>
+#include <thread>
 #include <vector>
+
+#include "tests/integration/harness.hpp"
 
 namespace itest {
 
 Wrk::Wrk(int port, int connections, int seconds, bool keep_alive, const std::string& dir, const std::string& path,
          int threads)
     : seconds_(seconds) {
-  output_ = dir + "/wrk." + std::to_string(port) + "." + std::to_string(getpid()) + "." + std::to_string(++count_) +
-            ".out";
+  output_ = dir + "/wrk." + std::to_string(port) + "." + std::to_string(++count_) + ".out";
   std::vector<std::string> args = {"wrk", "-t" + std::to_string(threads), "-c" + std::to_string(connections),
                                    "-d" + std::to_string(seconds) + "s", "--timeout", "5s"};
   if (!keep_alive) {
@@ -24,14 +26,14 @@ Wrk::Wrk(int port, int connections, int seconds, bool keep_alive, const std::str
     args.push_back("Connection: close");
   }
   args.push_back("http://127.0.0.1:" + std::to_string(port) + path);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
     int out = open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, STDOUT_FILENO);
     dup2(out, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     execvp("wrk", argv.data());
     _exit(127);
   }
