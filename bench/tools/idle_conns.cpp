@@ -31,7 +31,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/tools/tool_util.hpp"
+
 namespace {
+
+using bench_tools::die;
+using bench_tools::now_seconds;
+using bench_tools::parse_long;
 
 constexpr int kMaxAttempts = 5;
 constexpr std::uint64_t kSignalTag = UINT64_MAX - 1;
@@ -46,26 +52,6 @@ struct Conn {
   std::size_t sent = 0;
   std::string rx;
 };
-
-double now_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "idle_conns: %s: %s\n", what, std::strerror(errno));
-  std::exit(1);
-}
-
-bool parse_long(const char* text, long min, long max, long* out) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < min || v > max) return false;
-  *out = v;
-  return true;
-}
 
 // Returns the response's total length (headers + body) once the headers are in, 0 if
 // more bytes are needed, -1 if the response is not a 200 with a Content-Length.

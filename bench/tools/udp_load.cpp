@@ -25,30 +25,16 @@
 #include <ctime>
 #include <vector>
 
+#include "bench/tools/tool_util.hpp"
+
 namespace {
+
+using bench_tools::die;
+using bench_tools::now_seconds;
+using bench_tools::parse_long;
 
 constexpr double kLossSeconds = 0.2;
 constexpr double kDrainSeconds = 0.5;
-
-double now_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "udp_load: %s: %s\n", what, std::strerror(errno));
-  std::exit(1);
-}
-
-bool parse_long(const char* text, long min, long max, long* out) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < min || v > max) return false;
-  *out = v;
-  return true;
-}
 
 struct Outstanding {
   std::uint64_t seq = 0;
