@@ -13,12 +13,14 @@
 #include <string>
 
 #include "cli/status_command.hpp"
+#include "cli/wait_command.hpp"
 #include "common/config.hpp"
 #include "common/exec_launch.hpp"
 #include "common/protocol_registry.hpp"
 #include "common/version.hpp"
 #include "master/control.hpp"
 #include "master/master.hpp"
+#include "master/upgrade_report.hpp"
 #include "worker/builtin_protocols.hpp"
 #include "worker/exec_trampoline.hpp"
 #include "worker/worker.hpp"
@@ -35,6 +37,7 @@ int load(const std::string& path, preforkd::Config* config, std::string* text) {
     return 0;
   } catch (const preforkd::ConfigError& e) {
     std::fprintf(stderr, "preforkd: %s\n", e.what());
+    preforkd::upgrade_report::failed(e.what());  // a master started by USR2: the old master hears why
     return 1;
   }
 }
@@ -74,9 +77,15 @@ int preforkd::main(int argc, char** argv, std::initializer_list<std::reference_w
   app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
   app.add_flag("-t,--test", test_only, "test the configuration and exit (0 if valid)");
   // Not validated here: send_control reports a bad action with its own exit code (2).
-  app.add_option("-s,--signal", action, "send a signal to the running master: stop, quit, reload, reopen");
+  app.add_option("-s,--signal", action, "send a signal to the running master: stop, quit, reload, reopen, upgrade");
+  bool wait = false;
+  std::string timeout;
+  app.add_flag("--wait", wait,
+               "with -s reload or -s upgrade: ask over the control socket and wait for the outcome (exit 0 done, "
+               "1 failed, 3 timed out, 4 control socket off)");
+  app.add_option("--timeout", timeout, "with --wait: how long, a duration (default 15s for reload, 30s for upgrade)");
   CLI::App* status = app.add_subcommand(
-      "status", "show the running master and its workers (asks GET /status of the [admin] endpoint)");
+      "status", "show the running master and its workers (from the [admin] endpoint if on, else the control socket)");
   status->fallthrough();  // `preforkd status -c FILE` as well as `preforkd -c FILE status`
 
   // Internal: how the master starts workers. Hidden from --help.
@@ -110,7 +119,16 @@ int preforkd::main(int argc, char** argv, std::initializer_list<std::reference_w
     std::fprintf(stderr, "preforkd: configuration file %s test is successful\n", config_path.c_str());
     return 0;
   }
-  if (!action.empty()) return preforkd::send_control(action, config.pid_file);
+  if (!timeout.empty() && !wait) {
+    std::fprintf(stderr, "preforkd: --timeout needs --wait\n");
+    return 2;
+  }
+  if (wait && action.empty()) {
+    std::fprintf(stderr, "preforkd: --wait needs -s reload or -s upgrade\n");
+    return 2;
+  }
+  if (!action.empty())
+    return wait ? preforkd::wait_for_action(action, config, timeout) : preforkd::send_control(action, config.pid_file);
   if (status->parsed()) return preforkd::print_status(config);
   return preforkd::run_master(config, text, upgrade_from);
 }

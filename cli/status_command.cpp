@@ -1,8 +1,7 @@
-// `preforkd status` goes through the admin endpoint, not a second control channel:
-// the master then has one read-only interface to keep correct (the same document
-// monitoring scrapes), nothing new to secure (no socket file whose permissions
-// grant control), and the command works the same against a remote host when an
-// operator has bound [admin] elsewhere. The cost: [admin] must be enabled.
+// `preforkd status` reads the same document either way: GET /status on the admin
+// endpoint when [admin] is on (so it works the same against a host whose admin
+// address is elsewhere), else the control socket's `status` command, which is on
+// by default: a fresh install answers without configuring anything.
 #include "cli/status_command.hpp"
 
 #include <poll.h>
@@ -16,6 +15,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "cli/control_client.hpp"
 
 namespace preforkd {
 namespace {
@@ -101,26 +102,58 @@ std::string utc(double unix_s) {
   return out;
 }
 
+// The status document from the control socket, or false with *error.
+bool control_status(const std::string& path, nlohmann::json* doc, std::string* error) {
+  ControlClient client;
+  if (!client.request(path, control::Command::status, error)) return false;
+  nlohmann::json reply;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+  switch (client.next(deadline, &reply, error)) {
+    case ControlClient::Read::reply: break;
+    case ControlClient::Read::timeout: *error = "no answer within " + std::to_string(kTimeoutMs) + " ms"; return false;
+    case ControlClient::Read::closed:
+    case ControlClient::Read::error: return false;
+  }
+  if (reply.value("event", "") != "status") {
+    *error = reply.value("event", "") == "error" ? "the master refused: " + reply.value("error", "?")
+                                                 : "unexpected reply \"" + reply.value("event", "") + "\"";
+    return false;
+  }
+  *doc = reply["status"];
+  return true;
+}
+
 }  // namespace
 
 int print_status(const Config& config) {
-  if (!config.admin.enabled) {
+  using Json = nlohmann::json;
+  Json doc;
+  std::string error, source;
+  if (config.admin.enabled) {
+    source = "http://" + config.admin.address.to_string() + "/status";
+    std::string body;
+    if (!http_get(config.admin.address, "/status", &body, &error)) {
+      std::fprintf(stderr, "preforkd: no running master answers on %s: %s\n", config.admin.address.to_string().c_str(),
+                   error.c_str());
+      return kStatusUnreachable;
+    }
+    doc = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  } else if (!config.control_socket.empty()) {
+    source = config.control_socket;
+    if (!control_status(config.control_socket, &doc, &error)) {
+      std::fprintf(stderr, "preforkd: %s\n", error.c_str());
+      return kStatusUnreachable;
+    }
+  } else {
     std::fprintf(stderr,
-                 "preforkd: status needs the admin endpoint, which is off in %s; add an [admin] table "
-                 "(address defaults to 127.0.0.1:%d) and restart\n",
-                 config.source_path.c_str(), kDefaultAdminPort);
+                 "preforkd: status needs the control socket or the admin endpoint, and both are off in %s "
+                 "(control_socket = \"\", no [admin]); remove the control_socket line or add an [admin] table, "
+                 "and restart\n",
+                 config.source_path.c_str());
     return kStatusAdminOff;
   }
-  std::string body, error;
-  if (!http_get(config.admin.address, "/status", &body, &error)) {
-    std::fprintf(stderr, "preforkd: no running master answers on %s: %s\n", config.admin.address.to_string().c_str(),
-                 error.c_str());
-    return kStatusUnreachable;
-  }
-  using Json = nlohmann::json;
-  Json doc = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("workers") || !doc["workers"].is_array()) {
-    std::fprintf(stderr, "preforkd: %s/status: not a status document\n", config.admin.address.to_string().c_str());
+    std::fprintf(stderr, "preforkd: %s: not a status document\n", source.c_str());
     return kStatusUnreachable;
   }
   try {

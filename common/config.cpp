@@ -25,6 +25,16 @@ const KeyData* ListenerConfig::key(std::string_view wanted) const {
   return nullptr;
 }
 
+std::string_view handover_name(UpgradeHandover handover) {
+  return handover == UpgradeHandover::manual ? "manual" : "auto";
+}
+
+std::string default_control_socket(const std::string& pid_file) {
+  std::string_view base(pid_file);
+  if (base.ends_with(".pid")) base.remove_suffix(4);
+  return std::string(base) + ".sock";
+}
+
 std::string read_config_text(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
@@ -113,12 +123,19 @@ class Loader {
     config.source_path = source_path_;
     reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
                                    "log", "listen", "user", "group", "worker_rlimit_nofile", "max_requests",
-                                   "max_requests_jitter", "admin", "exec"});
+                                   "max_requests_jitter", "admin", "control_socket",
+                                   "upgrade_handover", "exec"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
       config.pid_file = resolve(*n, "pid_file", non_empty_string(*n, "pid_file"));
     }
+    // A pid file deep enough for the socket's name not to fit leaves the socket
+    // off (the master says so) rather than failing a config that does not name it.
+    config.control_socket = default_control_socket(config.pid_file);
+    if (config.control_socket.size() > kMaxControlSocketPath) config.control_socket.clear();
+    if (const toml::node* n = root.get("control_socket")) config.control_socket = control_socket(*n);
+    if (const toml::node* n = root.get("upgrade_handover")) config.upgrade_handover = handover(*n);
     if (const toml::node* n = root.get("graceful_timeout")) {
       config.graceful_timeout_s = seconds(*n, "graceful_timeout");
     }
@@ -229,6 +246,24 @@ class Loader {
     }
     while (path.starts_with("./")) path.remove_prefix(2);
     return (base_dir_ == "/" ? "" : base_dir_) + "/" + std::string(path);
+  }
+
+  std::string control_socket(const toml::node& node) {
+    const std::string& path = expect_string(node, "control_socket");
+    if (path.empty()) return {};  // written "" turns it off
+    std::string resolved = resolve(node, "control_socket", path);
+    if (resolved.size() > kMaxControlSocketPath)
+      fail(node.source(), "control_socket",
+           "\"" + resolved + "\": longer than " + std::to_string(kMaxControlSocketPath) +
+               " bytes, the limit of a Unix socket path");
+    return resolved;
+  }
+
+  UpgradeHandover handover(const toml::node& node) const {
+    const std::string& name = expect_string(node, "upgrade_handover");
+    if (name == "auto") return UpgradeHandover::automatic;
+    if (name == "manual") return UpgradeHandover::manual;
+    fail(node.source(), "upgrade_handover", "unknown value \"" + name + "\" (expected \"auto\" or \"manual\")");
   }
 
   int worker_count(const toml::node& node) const {

@@ -76,10 +76,27 @@ struct AdminConfig {
 };
 inline constexpr int kDefaultAdminPort = 9180;
 
+// After USR2, once the new master serves: `automatic` stops the old master
+// (graceful), `manual` parks it (its workers retire, it keeps its sockets) until
+// the operator completes (QUIT to the old master) or rolls back (HUP to the old,
+// QUIT to the new).
+enum class UpgradeHandover { automatic, manual };
+std::string_view handover_name(UpgradeHandover handover);
+
+// sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
+inline constexpr std::size_t kMaxControlSocketPath = 107;
+// Where the control socket is unless `control_socket` says otherwise: next to the
+// pid file, named like it (/run/preforkd.pid -> /run/preforkd.sock).
+std::string default_control_socket(const std::string& pid_file);
+
 struct Config {
   std::string source_path;           // the file this came from, for messages
   int workers = 1;                   // resolved: "auto" becomes the online CPU count
   std::string pid_file;              // absolute path
+  // The master's control socket (`preforkd status`, `-s reload --wait`): an
+  // absolute path, by default the pid file's with ".sock" for ".pid"; empty: off.
+  std::string control_socket;
+  UpgradeHandover upgrade_handover = UpgradeHandover::automatic;
   double graceful_timeout_s = 30.0;  // QUIT / retirement: how long workers may drain before SIGKILL
   double worker_timeout_s = 30.0;    // a worker silent (no heartbeat) this long is killed and replaced
   int max_connections = kDefaultMaxConnections;  // per worker; at the cap a worker stops accepting

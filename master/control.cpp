@@ -15,9 +15,10 @@ int send_control(const std::string& action, const std::string& pid_file) {
                : action == "quit" ? SIGQUIT
                : action == "reload" ? SIGHUP
                : action == "reopen" ? SIGUSR1
+               : action == "upgrade" ? SIGUSR2
                                     : 0;
   if (signum == 0) {
-    std::fprintf(stderr, "preforkd: unknown action \"%s\" (stop, quit, reload, reopen)\n", action.c_str());
+    std::fprintf(stderr, "preforkd: unknown action \"%s\" (stop, quit, reload, reopen, upgrade)\n", action.c_str());
     return kControlBadAction;
   }
   std::string error;

@@ -22,14 +22,17 @@
 
 #include "common/log.hpp"
 #include "common/uv_handle.hpp"
+#include "master/control_commands.hpp"
 #include "master/exec_worker.hpp"
 #include "master/kernel_features.hpp"
 #include "master/log_files.hpp"
 #include "master/observability.hpp"
 #include "master/pid_file.hpp"
+#include "master/predecessor_watch.hpp"
 #include "master/slot_sockets.hpp"
 #include "master/supervisor.hpp"
 #include "master/upgrade.hpp"
+#include "master/upgrade_report.hpp"
 #include "master/worker_process.hpp"
 
 namespace preforkd {
@@ -43,7 +46,10 @@ SupervisorOptions supervisor_options(const Config& config) {
   return options;
 }
 
-class Master final : public WorkerProcess::Events, public ExecWorker::Events {
+class Master final : public WorkerProcess::Events,
+                     public ExecWorker::Events,
+                     public ControlCommands::Actions,
+                     public Upgrade::Events {
  public:
   Master(uv_loop_t* loop, const Config& config, const std::string& config_text, pid_t upgrade_from)
       : loop_(loop),
@@ -53,7 +59,12 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
         nudge_(this),
         judge_(this),
         upgrade_from_(upgrade_from),
-        observability_(loop, supervisor_) {}
+        observability_(loop, supervisor_),
+        control_(loop, *this),
+        predecessor_watch_(loop, [this] { dispatch(event::PredecessorGone{}); }) {}
+
+  // Why the start failed, as logged (for a USR2 predecessor's report).
+  const std::string& start_error() const { return start_error_; }
 
   int run() {
     char exe[4096];
@@ -64,10 +75,6 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
       return 1;
     }
     exe_.assign(exe, size);
-    // What a worker returns to once ready: the master's own priority, which is not
-    // 0 under `nice` (as the test suite is run).
-    errno = 0;
-    if (int own = ::getpriority(PRIO_PROCESS, 0); errno == 0) own_nice_ = own;
     if ((rc = uv_timer_init(loop_, timer_.get())) != 0) {
       PF_LOG_ERROR("uv_timer_init: %s", uv_strerror(rc));
       return 1;
@@ -89,7 +96,8 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
     if (const char* inherited = std::getenv(kInheritedSocketsEnv)) {
       std::string error;
       if (!sockets_.adopt(inherited, &error)) {
-        PF_LOG_ERROR("upgrade: %s", error.c_str());
+        start_error_ = "upgrade: " + error;
+        PF_LOG_ERROR("%s", start_error_.c_str());
         close_handles();
         return 1;
       }
@@ -98,13 +106,19 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
       ::unsetenv(kInheritedSocketsEnv);
     }
     log_kernel_features();
-    if (!observability_.start(initial_.config.admin)) {
+    if (!observability_.start(initial_.config.admin, &start_error_) || !start_control_socket()) {
       close_handles();
       return 1;
     }
     PF_LOG_NOTICE("starting %d worker(s), %zu listener(s), config %s", initial_.config.workers,
                   initial_.config.listeners.size(), initial_.config.source_path.c_str());
-    dispatch(event::Start{});
+    event::Start start;
+    // While the master we replace lives it holds every socket it handed us.
+    if (upgrade_from_ > 0 && predecessor_watch_.start(upgrade_from_)) {
+      start.predecessor = upgrade_from_;
+      start.adopted = sockets_.sockets();
+    }
+    dispatch(std::move(start));
     if (supervisor_.phase() == MasterPhase::idle) {
       close_handles();
       return 1;
@@ -133,7 +147,10 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   }
 
   void execute(const effect::PrepareGeneration& prepare) {
-    pending_.push_back(event::GenerationPrepared{prepare.generation, prepare_generation(prepare.generation)});
+    std::string error;
+    GenerationPtr prepared = prepare_generation(prepare.generation, prepare.reuse, &error);
+    if (prepare.generation == 1 && !prepared) start_error_ = error;
+    pending_.push_back(event::GenerationPrepared{prepare.generation, std::move(prepared), std::move(error)});
   }
 
   void execute(const effect::Spawn& spawn) {
@@ -173,6 +190,7 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
 
   void execute(const effect::Steer& steer) {
     steering_ = steer;
+    sockets_.set_shared(steer.shared);
     apply_steering();
   }
 
@@ -196,14 +214,38 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   }
 
   void execute(const effect::Notify& notify) {
+    control_.notify(notify);
     switch (notify.what) {
       case effect::Notify::What::generation_ready: generation_ready(); break;
-      case effect::Notify::What::reload_finished:
-        observability_.reload_finished(notify.generation, notify.ok, notify.pending);
+      case effect::Notify::What::reload_requested:
+        // A queued one is part of the reload systemd has been told about already.
+        if (!notify.queued) observability_.reload_requested();
         break;
+      case effect::Notify::What::reload_finished:
+        // A refused request changed nothing: no news for systemd or the metrics.
+        if (!notify.refused) observability_.reload_finished(notify.generation, notify.ok, notify.pending);
+        break;
+      case effect::Notify::What::upgrade_finished: observability_.upgrade_finished(notify.ok); break;
+      case effect::Notify::What::upgrade_requested:
+      case effect::Notify::What::upgrade_started:
       case effect::Notify::What::generation_gone:
       case effect::Notify::What::worker_gone: break;
     }
+  }
+
+  // USR2, accepted by the supervisor: see master/upgrade.cpp.
+  void execute(const effect::StartUpgrade&) {
+    Upgrade::Request request{exe_,
+                             initial_.config.source_path,
+                             initial_.config.pid_file,
+                             observability_.notify_socket(),
+                             "",
+                             {},
+                             control_.server().listening() ? &control_.server() : nullptr};
+    request.sockets = sockets_.describe_for_upgrade(kFirstInheritedFd, &request.fds);
+    std::string error;
+    upgrade_ = Upgrade::start(loop_, request, *this, &error);
+    pending_.push_back(event::SuccessorStarted{upgrade_ ? upgrade_->pid() : 0, error});
   }
 
   void execute(const effect::AllStopped&) {
@@ -212,11 +254,13 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   }
 
   // Reads and validates the configuration for `generation` (1: the one we
-  // started with) and binds every slot's sockets; null (logged) if it cannot
-  // serve.
-  GenerationPtr prepare_generation(unsigned generation) {
+  // started with; `reuse`: that one) and binds every slot's sockets; null (logged,
+  // and the message in *error) if it cannot serve.
+  GenerationPtr prepare_generation(unsigned generation, GenerationPtr reuse, std::string* error_out) {
     GenerationPtr prepared;
-    if (generation == 1) {
+    if (reuse) {
+      prepared = std::move(reuse);
+    } else if (generation == 1) {
       prepared = std::make_shared<const GenerationConfig>(initial_);
     } else {
       auto read = std::make_shared<GenerationConfig>();
@@ -225,16 +269,18 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
         read->text = read_config_text(path);
         read->config = parse_config(read->text, path);
       } catch (const ConfigError& e) {
-        PF_LOG_ERROR("reload: %s", e.what());
+        *error_out = e.what();
+        PF_LOG_ERROR("reload: %s", error_out->c_str());
         return nullptr;
       }
-      std::string why;
-      if (!may_run_as(read->config, &why)) {
-        PF_LOG_ERROR("reload: %s", why.c_str());
+      if (!may_run_as(read->config, error_out)) {
+        PF_LOG_ERROR("reload: %s", error_out->c_str());
         return nullptr;
       }
       if (read->config.pid_file != initial_.config.pid_file)
         PF_LOG_WARN("reload: pid_file changes take effect on restart only");
+      if (read->config.control_socket != initial_.config.control_socket)
+        PF_LOG_WARN("reload: control_socket changes take effect on restart only");
       if (read->config.admin.enabled != initial_.config.admin.enabled ||
           (read->config.admin.enabled && !(read->config.admin.address == initial_.config.admin.address)))
         PF_LOG_WARN("reload: [admin] changes take effect on restart only");
@@ -246,8 +292,8 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
       for (const auto& listener : prepared->config.listeners) {
         std::string error;
         if (sockets_.acquire(listener, slot, &error) < 0) {
-          PF_LOG_ERROR("%s: listener %s: %s", generation == 1 ? "start" : "reload", listener.name.c_str(),
-                       error.c_str());
+          *error_out = "listener " + listener.name + ": " + error;
+          PF_LOG_ERROR("%s: %s", generation == 1 ? "start" : "reload", error_out->c_str());
           apply_steering();
           return nullptr;
         }
@@ -295,11 +341,33 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   }
 
   void generation_ready() {
-    // Before QUIT to the old master: MAINPID moves first.
+    // Before the old master hears of it: MAINPID moves first.
     observability_.generation_ready();
     if (upgrade_from_ == 0) return;
-    hand_over_from(upgrade_from_);  // the binary upgrade is complete: the old master may drain and go
+    // The old master stops (auto) or parks (manual): the hand-over is its decision.
+    upgrade_report::serving(upgrade_from_, initial_.config.upgrade_handover);
     upgrade_from_ = 0;
+  }
+
+  // --- ControlCommands::Actions ----------------------------------------------------
+
+  void request_reload() override {
+    PF_LOG_INFO("control socket: reload");
+    dispatch(event::Signal{SIGHUP});
+  }
+  void request_upgrade() override {
+    PF_LOG_INFO("control socket: upgrade");
+    dispatch(event::Signal{SIGUSR2});
+  }
+  std::string status_json() override { return observability_.status_json(); }
+
+  // --- Upgrade::Events ---------------------------------------------------------------
+
+  void on_successor_serving(UpgradeHandover handover) override { dispatch(event::SuccessorServing{handover}); }
+  void on_successor_exited(const std::string& why) override {
+    upgrade_.reset();
+    dispatch(event::SuccessorExited{why});
+    observability_.successor_exited();
   }
 
   // --- WorkerProcess::Events ---------------------------------------------------------
@@ -333,6 +401,13 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   // at the normal one. Needs CAP_SYS_NICE (a root master has it); without it this
   // is a no-op.
   static constexpr int kStartingNice = -10;
+  // The master's own priority, which a ready worker returns to (not 0: a master
+  // started under `nice` keeps its workers there too).
+  const int own_nice_ = [] {
+    errno = 0;
+    int nice = ::getpriority(PRIO_PROCESS, 0);
+    return errno == 0 ? nice : 0;
+  }();
   static void set_nice(pid_t pid, int nice) {
     if (::setpriority(PRIO_PROCESS, static_cast<id_t>(pid), nice) != 0 && errno != EACCES && errno != EPERM &&
         errno != ESRCH)
@@ -356,17 +431,11 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   static void on_signal(uv_signal_t* handle, int signum) {
     auto* self = owner_of<Master>(handle);
     PF_LOG_INFO("received %s", strsignal(signum));
-    if (self->upgrade_ && !self->upgrade_->allows(signum)) return;
-    switch (signum) {
-      case SIGHUP: self->observability_.reload_requested(); break;
-      case SIGQUIT:
-      case SIGTERM:
-      case SIGINT:
-        // A QUIT while our successor (USR2) runs is its hand-over: it is systemd's main pid now.
-        self->observability_.stopping(/*handed_over=*/self->upgrade_ != nullptr);
-        break;
-      case SIGUSR2: self->start_upgrade(); return;
-      default: break;
+    if (signum == SIGQUIT || signum == SIGTERM || signum == SIGINT) {
+      // While our successor (USR2) runs it is systemd's main pid; while the
+      // master we replaced lives, it becomes the main pid again.
+      self->observability_.stopping(/*handed_over=*/self->supervisor_.successor() != SuccessorState::none,
+                                    self->supervisor_.predecessor());
     }
     self->dispatch(event::Signal{signum});
   }
@@ -400,6 +469,8 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
 
   void close_handles() {
     observability_.close();
+    control_.close();
+    predecessor_watch_.close();
     timer_.reset();
     nudge_.reset();
     judge_.reset();
@@ -407,23 +478,30 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
     upgrade_.reset();  // closing its handle does not touch the new master itself
   }
 
-  // USR2: see master/upgrade.cpp. A second one while this runs is refused by allows().
-  void start_upgrade() {
-    if (supervisor_.phase() != MasterPhase::running) {
-      PF_LOG_WARN("upgrade: not now (not running)");
-      return;
+  bool start_control_socket() {
+    const Config& config = initial_.config;
+    if (config.control_socket.empty()) {
+      if (default_control_socket(config.pid_file).size() > kMaxControlSocketPath)
+        PF_LOG_WARN("control socket off: %s would be longer than a Unix socket path may be; set control_socket",
+                    default_control_socket(config.pid_file).c_str());
+      else
+        PF_LOG_INFO("control socket off (control_socket = \"\")");
+      return true;
     }
-    Upgrade::Request request{exe_, initial_.config.source_path, initial_.config.pid_file,
-                             observability_.notify_socket(), "", {}};
-    request.sockets = sockets_.describe_for_upgrade(kFirstInheritedFd, &request.fds);
-    upgrade_ = Upgrade::start(loop_, request, [this] { upgrade_.reset(); });
+    std::string error;
+    if (!control_.start(config.control_socket, &error)) {
+      start_error_ = "control socket: " + error;
+      PF_LOG_ERROR("%s", start_error_.c_str());
+      return false;
+    }
+    PF_LOG_NOTICE("control socket %s (preforkd status, -s reload --wait)", config.control_socket.c_str());
+    return true;
   }
 
   uv_loop_t* loop_;
   GenerationConfig initial_;
   std::string current_error_log_ = initial_.config.log.error_log;
   std::string exe_;  // the path we were started from: what USR2 runs (workers run our own image)
-  int own_nice_ = 0;  // the master's priority: a starting worker's boost ends there
   Supervisor supervisor_;
   UvHandle<uv_timer_t> timer_;
   // The supervisor's deadlines are judged after the loop has read what is
@@ -443,6 +521,9 @@ class Master final : public WorkerProcess::Events, public ExecWorker::Events {
   pid_t upgrade_from_;                // the master we replace, until we serve
   std::unique_ptr<Upgrade> upgrade_;  // the attempt to replace us (USR2), while it runs
   Observability observability_;       // admin endpoint, systemd notify
+  ControlCommands control_;           // the control socket
+  PredecessorWatch predecessor_watch_;  // the master we replaced, until it is gone
+  std::string start_error_;
 };
 
 }  // namespace
@@ -458,38 +539,35 @@ bool may_run_as(const Config& config, std::string* why) {
 int run_master(const Config& config, const std::string& config_text, pid_t upgrade_from) {
   log::set_identity("master");
   std::signal(SIGPIPE, SIG_IGN);
+  // Before anything can fail: a USR2 predecessor hears why we could not start.
+  upgrade_report::take_from_environment();
+  auto fail = [](const std::string& error) {
+    PF_LOG_ERROR("%s", error.c_str());
+    upgrade_report::failed(error);
+    return 1;
+  };
   std::string error;
   log::set_level(config.log.level);
-  if (!log::open(config.log.error_log, &error)) {
-    PF_LOG_ERROR("%s", error.c_str());
-    return 1;
-  }
-  if (!may_run_as(config, &error)) {
-    PF_LOG_ERROR("%s", error.c_str());
-    return 1;
-  }
+  if (!log::open(config.log.error_log, &error)) return fail(error);
+  if (!may_run_as(config, &error)) return fail(error);
   if (config.run_as.set() && ::geteuid() != 0 && config.run_as.uid != ::geteuid())
     PF_LOG_WARN("user \"%s\": the master is not root, so workers cannot switch; ignored", config.run_as.user.c_str());
   std::string ignored;
-  if (auto pid = read_pid_file(config.pid_file, &ignored); pid && *pid != getpid() && is_running_preforkd(*pid)) {
-    PF_LOG_ERROR("already running: pid %d in %s", static_cast<int>(*pid), config.pid_file.c_str());
-    return 1;
-  }
-  if (!write_pid_file(config.pid_file, getpid(), &error)) {
-    PF_LOG_ERROR("pid file: %s", error.c_str());
-    return 1;
-  }
+  if (auto pid = read_pid_file(config.pid_file, &ignored); pid && *pid != getpid() && is_running_preforkd(*pid))
+    return fail("already running: pid " + std::to_string(*pid) + " in " + config.pid_file);
+  if (!write_pid_file(config.pid_file, getpid(), &error)) return fail("pid file: " + error);
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);
   if (rc != 0) {
-    PF_LOG_ERROR("uv_loop_init: %s", uv_strerror(rc));
     remove_pid_file(config.pid_file, getpid());
-    return 1;
+    return fail(std::string("uv_loop_init: ") + uv_strerror(rc));
   }
   int code;
   {
     Master master(&loop, config, config_text, upgrade_from);
     code = master.run();
+    if (code != 0) upgrade_report::failed(master.start_error().empty() ? "the new master could not start (see its log)"
+                                                                       : master.start_error());
     // Let close callbacks of everything the master owned run before it goes.
     uv_run(&loop, UV_RUN_DEFAULT);
   }

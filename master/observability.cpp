@@ -45,11 +45,12 @@ Observability::Observability(uv_loop_t* loop, const Supervisor& supervisor)
       start_time_unix_s_(unix_now_s()),
       start_ms_(loop_now_ms(loop)) {}
 
-bool Observability::start(const AdminConfig& admin) {
+bool Observability::start(const AdminConfig& admin, std::string* error) {
+  admin_config_ = admin;
   if (!admin.enabled) return true;
-  std::string error;
-  if (!admin_.listen(admin.address, &error)) {
-    PF_LOG_ERROR("admin: %s", error.c_str());
+  if (!admin_.listen(admin.address, error)) {
+    *error = "admin: " + *error;
+    PF_LOG_ERROR("%s", error->c_str());
     return false;
   }
   PF_LOG_NOTICE("admin endpoint on http://%s/ (/metrics, /status)", admin.address.to_string().c_str());
@@ -75,8 +76,10 @@ void Observability::generation_ready() {
 }
 
 void Observability::reload_requested() {
-  // A SIGHUP during a reload is queued by the supervisor: systemd is already told.
-  if (supervisor_.phase() != MasterPhase::running) return;
+  // While a successor runs it is the service's main process: its state is the
+  // news; once stopping, nothing may look like a return to service.
+  if (supervisor_.successor() != SuccessorState::none || announced_stopping_) return;
+  reload_announced_ = true;
   notifier_.notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()) + "\nSTATUS=reloading; " +
                    status_line() + "\n");
 }
@@ -84,13 +87,41 @@ void Observability::reload_requested() {
 void Observability::reload_finished(unsigned generation, bool ok, bool pending) {
   last_reload_ = ReloadResult{true, ok, generation, unix_now_s()};
   if (pending) return;  // the queued one follows at once; READY after it
+  // READY=1 answers RELOADING=1 only: not after STOPPING=1 (a stop abandoned the
+  // reload), nor for a reload systemd was not told of (in a successor's time).
+  if (!reload_announced_ || announced_stopping_) return;
+  reload_announced_ = false;
   std::string status = ok ? "reloaded; " + status_line() : "reload failed (see the error log); " + status_line();
-  notifier_.notify("READY=1\nSTATUS=" + status + "\n");
+  // Serving again after our successor exited: we are the main process once more.
+  std::string main_pid = handed_over_ && ok ? "MAINPID=" + std::to_string(getpid()) + "\n" : "";
+  if (ok) handed_over_ = false;
+  notifier_.notify("READY=1\nSTATUS=" + status + "\n" + main_pid);
 }
 
-void Observability::stopping(bool handed_over) {
+void Observability::upgrade_finished(bool ok) {
+  if (!ok) return;
+  handed_over_ = true;
+  close();  // scrapes and `preforkd status` now reach the successor alone
+}
+
+void Observability::successor_exited() {
+  MasterPhase phase = supervisor_.phase();
+  bool stopping = phase == MasterPhase::draining || phase == MasterPhase::terminating || phase == MasterPhase::stopped;
+  if (!handed_over_ || stopping || admin_.listening() || !admin_config_.enabled) return;
+  std::string error;
+  if (!admin_.listen(admin_config_.address, &error)) PF_LOG_WARN("admin: after the rollback: %s", error.c_str());
+}
+
+void Observability::stopping(bool handed_over, pid_t predecessor) {
   if (announced_stopping_) return;
   announced_stopping_ = true;
+  if (predecessor > 0) {
+    // A rollback: the master we replaced serves on (or resumes once we are gone).
+    // Told before we go, or systemd would take our exit for the service's end.
+    notifier_.notify("MAINPID=" + std::to_string(predecessor) + "\nSTATUS=stopping; master " +
+                     std::to_string(predecessor) + " serves again\n");
+    return;
+  }
   // After a USR2 hand-over the successor is systemd's main process; STOPPING=1 from
   // us would be ignored at best (NotifyAccess=all: taken as the service stopping).
   if (handed_over) {

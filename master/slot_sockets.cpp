@@ -126,8 +126,9 @@ bool SlotSockets::program(const ListenerKey& key, Group& group, std::vector<int>
     indices.push_back(static_cast<int>(std::find(group.kernel_order.begin(), group.kernel_order.end(), slot) -
                                        group.kernel_order.begin()));
   std::sort(indices.begin(), indices.end());
-  bool all = slots.size() == group.fd_by_slot.size();
-  if (indices == group.steered_indices || (all && group.steered_indices.empty())) {
+  bool all = !shared_ && slots.size() == group.fd_by_slot.size();
+  // (All of them with a program attached, as after a shared spell, goes on to detach.)
+  if ((!all && indices == group.steered_indices) || (all && group.steered_indices.empty())) {
     group.steered_slots = slots;
     return true;
   }
@@ -168,6 +169,23 @@ void SlotSockets::steer(const std::vector<ListenerConfig>& listeners, int servin
   std::vector<int> prefix(static_cast<std::size_t>(std::max(serving, 0)));
   std::iota(prefix.begin(), prefix.end(), 0);
   for (const auto& listener : listeners) steer(listener, prefix);
+}
+
+void SlotSockets::set_shared(bool shared) {
+  if (shared && !shared_) {
+    for (auto& [key, group] : groups_) {
+      group.steered_indices = {-1};
+      group.filter = Group::Filter::unknown;
+    }
+  }
+  shared_ = shared;
+}
+
+std::set<std::pair<ListenerKey, int>> SlotSockets::sockets() const {
+  std::set<std::pair<ListenerKey, int>> all;
+  for (const auto& [key, group] : groups_)
+    for (const auto& [slot, fd] : group.fd_by_slot) all.insert({key, slot});
+  return all;
 }
 
 std::vector<int> SlotSockets::steered_slots(const ListenerKey& key) const {

@@ -76,6 +76,15 @@ class SlotSockets {
   // says so, and false is returned; likewise if the program cannot be attached.
   // Re-applied by itself when the group's membership changes (retain_only).
   bool steer(const ListenerConfig& listener, const std::vector<int>& worker_slots);
+  // A binary upgrade's two masters hold the same groups: while `shared`, steer()
+  // always attaches a program naming its slots, never detaches (the group may
+  // have members this master does not know of, which the kernel's hash would
+  // feed). Turning it on also forgets what this master believes the kernel holds
+  // (programs, refusing filters): the other master may change them, so the next
+  // steer() and acquire() set them again whatever they were.
+  void set_shared(bool shared);
+  // Every socket, as (listener, socket slot): what a new master adopted.
+  std::set<std::pair<ListenerKey, int>> sockets() const;
   // The prefix case: slots 0..serving-1 of each listener.
   void steer(const std::vector<ListenerConfig>& listeners, int serving);
   // The socket slots steering currently picks from; empty when no program is
@@ -112,6 +121,7 @@ class SlotSockets {
   static bool apply_backlog(const ListenerKey& key, int slot, int fd, int backlog, std::string* error);
   void allow(const ListenerKey& key, Group& group);
   std::map<ListenerKey, Group> groups_;
+  bool shared_ = false;
 };
 
 }  // namespace preforkd

@@ -65,8 +65,13 @@ std::vector<Effect> Supervisor::handle(const Event& event, std::uint64_t now) {
 
 // --- Events --------------------------------------------------------------------------
 
-void Supervisor::on(const event::Start&, std::uint64_t) {
+void Supervisor::on(const event::Start& start, std::uint64_t) {
   if (phase_ != MasterPhase::idle || preparing_ != 0) return;
+  if (start.predecessor > 0) {
+    predecessor_ = start.predecessor;
+    adopted_ = start.adopted;
+    predecessor_steers_ = true;
+  }
   preparing_ = next_generation_++;
   out_.push_back(effect::PrepareGeneration{preparing_});
 }
@@ -81,6 +86,7 @@ void Supervisor::on(const event::Signal& signal, std::uint64_t now) {
     case SIGTTOU: scale(-1, now); break;
     case SIGWINCH: park(now); break;
     case SIGUSR1: reopen_logs(); break;
+    case SIGUSR2: upgrade(now); break;
     default: break;
   }
 }
@@ -91,6 +97,16 @@ void Supervisor::on(const event::GenerationPrepared& prepared, std::uint64_t now
     return;
   }
   preparing_ = 0;
+  if (!prepared.config && phase_ == MasterPhase::reloading && prepared.generation == starting_) {
+    sockets_dirty_ = true;
+    starting_ = 0;
+    phase_ = slots_.empty() ? MasterPhase::parked : MasterPhase::running;
+    ++reloads_failed_;
+    PF_LOG_ERROR("reload failed: generation %u keeps serving", serving_);
+    reload_finished(false, prepared.error.empty() ? "the configuration could not be prepared" : prepared.error);
+    after_reload(now);
+    return;
+  }
   generation_prepared(prepared.generation, prepared.config, now);
 }
 
@@ -194,7 +210,7 @@ void Supervisor::on(const event::Exited& exited, std::uint64_t now) {
 
 // --- Start and reload ----------------------------------------------------------------
 
-void Supervisor::generation_prepared(unsigned generation, GenerationPtr config, std::uint64_t now) {
+void Supervisor::generation_prepared(unsigned generation, GenerationPtr config, std::uint64_t) {
   if (phase_ == MasterPhase::idle) {  // the first start
     if (!config) {
       sockets_dirty_ = true;
@@ -208,17 +224,7 @@ void Supervisor::generation_prepared(unsigned generation, GenerationPtr config, 
     for (int slot = 0; slot < static_cast<int>(slots_.size()); ++slot) fill_slot(slot);
     return;
   }
-  if (phase_ != MasterPhase::reloading || generation != starting_) return;
-  if (!config) {
-    sockets_dirty_ = true;
-    starting_ = 0;
-    phase_ = slots_.empty() ? MasterPhase::parked : MasterPhase::running;
-    ++reloads_failed_;
-    PF_LOG_ERROR("reload failed: generation %u keeps serving", serving_);
-    reload_finished(false);
-    after_reload(now);
-    return;
-  }
+  if (phase_ != MasterPhase::reloading || generation != starting_ || !config) return;
   generations_[generation] = config;
   starting_count_ = config->config.workers;
   start_due_ms_ = starting_since_ms_ + start_timeout_ms(config->config);
@@ -227,22 +233,169 @@ void Supervisor::generation_prepared(unsigned generation, GenerationPtr config, 
 }
 
 void Supervisor::reload(std::uint64_t now) {
-  if (phase_ == MasterPhase::reloading) {
+  if (phase_ == MasterPhase::reloading && successor_ == SuccessorState::none) {
+    // Coalesced: every request made meanwhile is answered by the one reload that
+    // reads the configuration after all of them.
+    if (!reload_pending_) pending_reload_ = ++reload_attempts_;
     PF_LOG_NOTICE("reload requested while generation %u is starting: it will follow", starting_);
     reload_pending_ = true;
+    out_.push_back(effect::Notify{.what = effect::Notify::What::reload_requested, .attempt = pending_reload_,
+                                  .queued = true});
     return;
   }
-  if (phase_ != MasterPhase::running && phase_ != MasterPhase::parked) return;
+  const unsigned attempt = ++reload_attempts_;
+  out_.push_back(effect::Notify{.what = effect::Notify::What::reload_requested, .attempt = attempt});
+  std::string refused;
+  if (phase_ != MasterPhase::running && phase_ != MasterPhase::parked && phase_ != MasterPhase::reloading) {
+    refused = "the master is " + std::string(to_string(phase_));
+  } else if (successor_ == SuccessorState::launching || successor_ == SuccessorState::starting) {
+    refused = "new master " + std::to_string(successor_pid_) +
+              " is starting and has read the config itself; reload it once it serves (the pid file names it)";
+  } else if (successor_ == SuccessorState::serving && phase_ == MasterPhase::parked) {
+    PF_LOG_NOTICE("rollback: new master %d serves; starting workers of this master's own configuration (not re-read); "
+                  "QUIT %d once they serve",
+                  static_cast<int>(successor_pid_), static_cast<int>(successor_pid_));
+    current_reload_ = attempt;
+    begin_generation(now, /*reuse=*/true);
+    return;
+  } else if (successor_ == SuccessorState::serving) {
+    refused = "new master " + std::to_string(successor_pid_) +
+              " serves alongside this one: QUIT it to complete the rollback, or QUIT this master";
+  }
+  if (!refused.empty()) {
+    PF_LOG_WARN("reload: refused: %s", refused.c_str());
+    out_.push_back(effect::Notify{.what = effect::Notify::What::reload_finished, .generation = serving_,
+                                  .attempt = attempt, .reason = refused, .refused = true});
+    return;
+  }
+  current_reload_ = attempt;
   begin_generation(now);
 }
 
-void Supervisor::begin_generation(std::uint64_t now) {
+void Supervisor::resume(std::uint64_t now) {
+  current_reload_ = ++reload_attempts_;
+  out_.push_back(effect::Notify{.what = effect::Notify::What::reload_requested, .attempt = current_reload_});
+  begin_generation(now, /*reuse=*/true);
+}
+
+void Supervisor::begin_generation(std::uint64_t now, bool reuse) {
   phase_ = MasterPhase::reloading;
   starting_ = preparing_ = next_generation_++;
   starting_count_ = 0;  // known once prepared
   start_due_ms_ = now + options_.start_timeout_ms;
   starting_since_ms_ = now;
-  out_.push_back(effect::PrepareGeneration{starting_});
+  auto serving = generations_.find(serving_);
+  out_.push_back(effect::PrepareGeneration{starting_, reuse && serving != generations_.end() ? serving->second : nullptr});
+}
+
+// --- Binary upgrade ----------------------------------------------------------------
+
+void Supervisor::upgrade(std::uint64_t) {
+  const unsigned attempt = ++upgrade_attempts_;
+  out_.push_back(effect::Notify{.what = effect::Notify::What::upgrade_requested, .attempt = attempt});
+  std::string refused;
+  if (successor_ == SuccessorState::launching || successor_ == SuccessorState::starting)
+    refused = "new master " + std::to_string(successor_pid_) + " is still starting (QUIT it to abort that upgrade)";
+  else if (successor_ == SuccessorState::serving)
+    refused = "new master " + std::to_string(successor_pid_) +
+              " serves with this master as its fallback: QUIT this master to complete that upgrade first";
+  else if (predecessor_ != 0)
+    refused = "the master this one replaced (" + std::to_string(predecessor_) +
+              ") still runs: complete that upgrade first (QUIT it)";
+  else if (phase_ != MasterPhase::running)
+    refused = "not now (" + std::string(to_string(phase_)) + ")";
+  if (!refused.empty()) {
+    PF_LOG_WARN("upgrade: refused: %s", refused.c_str());
+    out_.push_back(effect::Notify{.what = effect::Notify::What::upgrade_finished, .attempt = attempt,
+                                  .reason = refused, .refused = true});
+    return;
+  }
+  current_upgrade_ = attempt;
+  successor_ = SuccessorState::launching;
+  out_.push_back(effect::StartUpgrade{});
+}
+
+void Supervisor::on(const event::SuccessorStarted& started, std::uint64_t) {
+  if (successor_ != SuccessorState::launching) return;
+  if (started.pid <= 0) {
+    successor_ = SuccessorState::none;
+    finish_upgrade(current_upgrade_, false, started.error, 0);
+    current_upgrade_ = 0;
+    return;
+  }
+  successor_ = SuccessorState::starting;
+  successor_pid_ = started.pid;
+  // From now on the successor holds copies of these: they stay in their groups
+  // whatever we close, so we close none of them and our picture of each group's
+  // order stays true.
+  held_ = needed_sockets();
+  out_.push_back(effect::Notify{.what = effect::Notify::What::upgrade_started, .pid = started.pid,
+                                .attempt = current_upgrade_});
+}
+
+void Supervisor::on(const event::SuccessorServing& serving, std::uint64_t now) {
+  if (successor_ != SuccessorState::starting) return;
+  successor_ = SuccessorState::serving;
+  out_.push_back(effect::Notify{.what = effect::Notify::What::upgrade_finished, .ok = true, .pid = successor_pid_,
+                                .attempt = current_upgrade_, .handover = serving.handover});
+  current_upgrade_ = 0;
+  if (stopping()) return;
+  const int pid = static_cast<int>(successor_pid_);
+  if (serving.handover == UpgradeHandover::automatic) {
+    PF_LOG_NOTICE("upgrade: new master %d serves; stopping gracefully", pid);
+    stop(StopMode::graceful, now);
+    return;
+  }
+  PF_LOG_NOTICE("upgrade: new master %d serves (upgrade_handover = \"manual\"): this master parks its workers and keeps "
+                "its sockets; QUIT it to complete the upgrade, or HUP it and then QUIT %d to roll back",
+                pid, pid);
+  park(now);
+}
+
+void Supervisor::on(const event::SuccessorExited& exited, std::uint64_t now) {
+  if (successor_ == SuccessorState::none) return;
+  const SuccessorState was = successor_;
+  const int pid = static_cast<int>(successor_pid_);
+  successor_ = SuccessorState::none;
+  successor_pid_ = 0;
+  held_.clear();  // ours alone again: what nobody needs closes now
+  if (was != SuccessorState::serving) {
+    finish_upgrade(current_upgrade_, false,
+                   exited.error.empty() ? "new master " + std::to_string(pid) + " exited before it served" : exited.error,
+                   pid);
+    current_upgrade_ = 0;
+  }
+  if (stopping()) return;
+  if (phase_ == MasterPhase::parked) {
+    // Nothing serves: the connections queue on our sockets until our workers are back.
+    PF_LOG_NOTICE("upgrade rolled back: new master %d exited; starting workers of this master's configuration again",
+                  pid);
+    resume(now);
+  } else if (was == SuccessorState::serving) {
+    PF_LOG_NOTICE("rollback complete: new master %d exited; this master serves alone", pid);
+  }
+}
+
+void Supervisor::on(const event::PredecessorGone&, std::uint64_t) {
+  if (predecessor_ == 0) return;
+  PF_LOG_NOTICE("upgrade complete: the old master %d is gone; its sockets are this master's alone",
+                static_cast<int>(predecessor_));
+  predecessor_ = 0;
+  adopted_.clear();
+  predecessor_steers_ = false;
+}
+
+std::vector<SteerGroup> Supervisor::predecessor_steering() const {
+  std::vector<SteerGroup> groups;
+  auto it = generations_.find(serving_);
+  if (it == generations_.end()) return groups;
+  for (const auto& listener : it->second->config.listeners) {
+    SteerGroup group{listener, {}};
+    for (const auto& [key, slot] : adopted_)
+      if (key == key_of(listener)) group.slots.insert(slot);
+    if (!group.slots.empty()) groups.push_back(std::move(group));
+  }
+  return groups;
 }
 
 // One slot after the other: a slot that cannot start abandons the generation
@@ -304,6 +457,7 @@ void Supervisor::promote(std::uint64_t now) {
       "generation %u: all %d workers ready; retiring generation %u "
       "(serving %llu ms after the reload began)",
       serving_, starting_count_, old, ull(now - starting_since_ms_));
+  predecessor_steers_ = false;  // a new master's generation serves: it steers from now on
   // Steering first: a slot that will have no successor must stop receiving before it retires.
   serve();
   for (auto& [pid, worker] : workers_)
@@ -323,7 +477,9 @@ void Supervisor::promote(std::uint64_t now) {
 void Supervisor::abandon(const std::string& why, std::uint64_t now) {
   unsigned generation = starting_;
   ++reloads_failed_;
-  PF_LOG_ERROR("reload to generation %u failed: %s; generation %u keeps serving", generation, why.c_str(), serving_);
+  std::string message = "reload to generation " + std::to_string(generation) + " failed: " + why + "; generation " +
+                        std::to_string(serving_) + " keeps serving";
+  PF_LOG_ERROR("%s", message.c_str());
   for (auto& [pid, worker] : workers_)
     if (worker.generation == generation && !worker.killed) kill_worker(worker, "its generation was abandoned");
   starting_ = 0;
@@ -331,17 +487,37 @@ void Supervisor::abandon(const std::string& why, std::uint64_t now) {
   // A parked master (no slots) that failed to come back stays parked.
   phase_ = slots_.empty() ? MasterPhase::parked : MasterPhase::running;
   check_generation_gone(generation);
-  reload_finished(false);
+  reload_finished(false, message);
   after_reload(now);
 }
 
-void Supervisor::reload_finished(bool ok) {
-  out_.push_back(effect::Notify{effect::Notify::What::reload_finished, serving_, ok, reload_pending_, 0});
+void Supervisor::reload_finished(bool ok, const std::string& reason) {
+  finish_reload(current_reload_, ok, reason, reload_pending_);
+  current_reload_ = 0;
+}
+
+void Supervisor::finish_reload(unsigned attempt, bool ok, const std::string& reason, bool pending) {
+  out_.push_back(effect::Notify{.what = effect::Notify::What::reload_finished, .generation = serving_, .ok = ok,
+                                .pending = pending, .attempt = attempt, .reason = reason});
+}
+
+void Supervisor::finish_upgrade(unsigned attempt, bool ok, const std::string& reason, pid_t successor) {
+  out_.push_back(effect::Notify{.what = effect::Notify::What::upgrade_finished, .ok = ok, .pid = successor,
+                                .attempt = attempt, .reason = reason});
+}
+
+void Supervisor::drop_pending_reload(const std::string& why) {
+  if (!reload_pending_) return;
+  reload_pending_ = false;
+  finish_reload(pending_reload_, false, why, false);
+  pending_reload_ = 0;
 }
 
 void Supervisor::after_reload(std::uint64_t now) {
   if (reload_pending_) {
     reload_pending_ = false;
+    current_reload_ = pending_reload_;
+    pending_reload_ = 0;
     // If it cannot start, its failure comes back here and pending scaling
     // applies then.
     begin_generation(now);
@@ -357,6 +533,13 @@ void Supervisor::after_reload(std::uint64_t now) {
 // --- Scaling -------------------------------------------------------------------
 
 void Supervisor::scale(int delta, std::uint64_t now) {
+  if (successor_ != SuccessorState::none) {
+    // A new slot's socket would join groups the successor knows nothing of, and
+    // a closed one would leave our picture of the groups' order behind.
+    PF_LOG_WARN("scaling: refused while new master %d shares this master's sockets (binary upgrade)",
+                static_cast<int>(successor_pid_));
+    return;
+  }
   if (phase_ == MasterPhase::reloading) {
     scale_pending_ += delta;
     return;
@@ -500,6 +683,10 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
     }
     if (all_ready) {
       PF_LOG_NOTICE("generation %u: all %zu workers ready", serving_, slots_.size());
+      // A new master takes the steering over before it reports serving, so that
+      // nothing new reaches a socket the old master's retiring workers let go of.
+      predecessor_steers_ = false;
+      sync_sockets();
       notify(effect::Notify::What::generation_ready, serving_);
     }
   }
@@ -667,6 +854,18 @@ void Supervisor::check_generation_gone(unsigned generation) {
 void Supervisor::stop(StopMode mode, std::uint64_t now) {
   if (phase_ == MasterPhase::idle || phase_ == MasterPhase::stopped || phase_ == MasterPhase::terminating) return;
   if (phase_ == MasterPhase::draining && mode == StopMode::graceful) return;
+  // Waiting clients learn that their reloads will not happen.
+  const char* stopping_why = mode == StopMode::graceful ? "abandoned: the master is stopping (QUIT)"
+                                                        : "abandoned: the master is stopping (TERM)";
+  if (phase_ == MasterPhase::reloading) reload_finished(false, stopping_why);
+  drop_pending_reload(stopping_why);
+  // The new master leaving while the old one lives: new connections go back to
+  // the old master's sockets before ours let go of theirs (it serves them, or
+  // they wait in its queues until it has workers again).
+  if (predecessor_ != 0 && !stopping()) {
+    std::vector<SteerGroup> back = predecessor_steering();
+    if (!back.empty()) out_.push_back(effect::Steer{std::move(back), /*shared=*/true});
+  }
   phase_ = mode == StopMode::graceful ? MasterPhase::draining : MasterPhase::terminating;
   starting_ = 0;
   preparing_ = 0;
@@ -695,8 +894,8 @@ void Supervisor::stop(StopMode mode, std::uint64_t now) {
 
 void Supervisor::park(std::uint64_t now) {
   if (phase_ != MasterPhase::running && phase_ != MasterPhase::reloading) return;
-  // Cleared first: abandoning a reload must not start the queued one.
-  reload_pending_ = false;
+  // Dropped first: abandoning a reload must not start the queued one.
+  drop_pending_reload("abandoned: the workers are being stopped (WINCH)");
   scale_pending_ = 0;
   if (phase_ == MasterPhase::reloading) abandon("the workers are being stopped (WINCH)", now);
   if (phase_ != MasterPhase::running) return;
@@ -842,7 +1041,8 @@ void Supervisor::rearm_timer() {
 void Supervisor::serve() {
   out_.push_back(effect::ApplyConfig{serving_, generations_.at(serving_)});
   steered_ = steering();
-  out_.push_back(effect::Steer{steered_});
+  steered_shared_ = shared_groups();
+  out_.push_back(effect::Steer{steered_, steered_shared_});
 }
 
 int Supervisor::socket_slots() const {
@@ -865,11 +1065,16 @@ SocketSet Supervisor::needed_sockets() const {
   for (const auto& [key, purpose] : spawning_) need(key.first, key.second);
   for (int slot = 0; slot < socket_slots(); ++slot) need(serving_, slot);
   for (int slot = 0; slot < starting_count_ && starting_ != 0; ++slot) need(starting_, slot);
+  needed.insert(held_.begin(), held_.end());
+  needed.insert(adopted_.begin(), adopted_.end());
   return needed;
 }
 
 std::vector<SteerGroup> Supervisor::steering() const {
   std::vector<SteerGroup> groups;
+  // The serving master steers: the new one once its workers are ready, the old
+  // one before that and again once it serves after a rollback.
+  if (predecessor_steers_ || (successor_ == SuccessorState::serving && phase_ == MasterPhase::parked)) return groups;
   auto it = generations_.find(serving_);
   if (it == generations_.end()) return groups;
   std::set<int> slots;
@@ -892,14 +1097,15 @@ void Supervisor::sync_sockets() {
   }
   if (stopping() || phase_ == MasterPhase::stopped) return;
   std::vector<SteerGroup> groups = steering();
-  if (groups != steered_) {
+  if (groups != steered_ || shared_groups() != steered_shared_) {
     steered_ = groups;
-    out_.push_back(effect::Steer{std::move(groups)});
+    steered_shared_ = shared_groups();
+    out_.push_back(effect::Steer{std::move(groups), steered_shared_});
   }
 }
 
 void Supervisor::notify(effect::Notify::What what, unsigned generation, bool ok, pid_t pid) {
-  out_.push_back(effect::Notify{what, generation, ok, false, pid});
+  out_.push_back(effect::Notify{.what = what, .generation = generation, .ok = ok, .pid = pid});
 }
 
 }  // namespace preforkd

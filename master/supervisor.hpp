@@ -28,6 +28,25 @@
 // A reload requested while one is in progress is remembered and started as soon as
 // the current one ends (several coalesce into one), so none is lost and there are
 // never two half generations. Scaling (TTIN/TTOU) during a reload waits likewise.
+// Every request gets an attempt number and exactly one outcome (Notify
+// reload_finished with its reason): requests that coalesce share the queued
+// attempt, which reads the configuration after all of them; one abandoned by a
+// stop or WINCH, or refused, fails with the reason.
+//
+// Binary upgrade (USR2), the old master: successor none --USR2--> launching
+//   --started--> starting --serving--> serving --exited--> none
+//   starting --exited--> none (upgrade failed; a master parked meanwhile resumes)
+//   serving, upgrade_handover auto: this master stops gracefully;
+//   serving, manual: this master parks (the rollback window): HUP starts a
+//   generation of the configuration it served before (not re-read), and when
+//   the successor exits a parked master resumes by itself (nginx's behaviour).
+//   While a successor runs this master closes none of its slot sockets, creates
+//   none (no TTIN/TTOU, no re-read), and steers explicitly (Steer::shared); in
+//   the window, parked, it does not steer at all: the serving master does.
+// The new master (Start::predecessor): keeps the adopted sockets while the old
+//   master lives (they stay in their groups anyway), leaves steering to it until
+//   its first generation is ready, then steers explicitly; on a stop it steers
+//   back to the old master's sockets before letting go of its own.
 #pragma once
 
 #include <sys/types.h>
@@ -60,6 +79,8 @@ struct SupervisorOptions {
 };
 
 enum class MasterPhase { idle, running, reloading, parked, draining, terminating, stopped };
+// The old master's view of the binary upgrade it started.
+enum class SuccessorState { none, launching, starting, serving };
 enum class WorkerState { starting, ready, retiring };
 enum class StopMode { graceful, fast };
 
@@ -119,6 +140,10 @@ class Supervisor {
   unsigned reloads_ok() const { return reloads_ok_; }
   unsigned reloads_failed() const { return reloads_failed_; }
   unsigned recycles() const { return recycles_; }
+  SuccessorState successor() const { return successor_; }
+  pid_t successor_pid() const { return successor_pid_; }
+  // The master this one replaced (USR2) while it lives, else 0.
+  pid_t predecessor() const { return predecessor_; }
   // Serving workers that exited or were killed without being asked to stop.
   unsigned worker_crashes() const { return worker_crashes_; }
   // Times a slot reached backoff.crash_loop_after consecutive failures.
@@ -139,8 +164,17 @@ class Supervisor {
   void on(const event::ProtocolError& error, std::uint64_t now);
   void on(const event::Exited& exited, std::uint64_t now);
   void on(const event::Timer&, std::uint64_t now) { tick(now); }
+  void on(const event::SuccessorStarted& started, std::uint64_t now);
+  void on(const event::SuccessorServing& serving, std::uint64_t now);
+  void on(const event::SuccessorExited& exited, std::uint64_t now);
+  void on(const event::PredecessorGone&, std::uint64_t now);
 
   void reload(std::uint64_t now);
+  // USR2: start a new master (effect::StartUpgrade), or refuse with the reason.
+  void upgrade(std::uint64_t now);
+  // After a binary upgrade's new master exited, or on HUP in the rollback window: a
+  // parked master starts a generation of the configuration it serves, not re-read.
+  void resume(std::uint64_t now);
   // +1 (TTIN) or -1 (TTOU) slot in the serving generation; never below one.
   void scale(int delta, std::uint64_t now);
   void worker_ready(pid_t pid, std::uint64_t now);
@@ -175,7 +209,7 @@ class Supervisor {
   void recycle(pid_t pid, std::uint64_t now);
   void tick(std::uint64_t now);
 
-  void begin_generation(std::uint64_t now);
+  void begin_generation(std::uint64_t now, bool reuse = false);
   void generation_prepared(unsigned generation, GenerationPtr config, std::uint64_t now);
   void spawn_for_generation(int slot);
   void promote(std::uint64_t now);
@@ -210,7 +244,16 @@ class Supervisor {
   std::vector<SteerGroup> steering() const;
   int socket_slots() const;
   void notify(effect::Notify::What what, unsigned generation, bool ok = false, pid_t pid = 0);
-  void reload_finished(bool ok);
+  // The outcome of the reload in progress (current_reload_).
+  void reload_finished(bool ok, const std::string& reason = {});
+  void finish_reload(unsigned attempt, bool ok, const std::string& reason, bool pending);
+  void finish_upgrade(unsigned attempt, bool ok, const std::string& reason, pid_t successor);
+  // Fails the queued reload, if any, because `why`.
+  void drop_pending_reload(const std::string& why);
+  // Another master holds sockets of our groups (see Steer::shared).
+  bool shared_groups() const { return successor_ != SuccessorState::none || predecessor_ != 0; }
+  // The new master stopping while the old lives: its groups, steered to the old master's sockets.
+  std::vector<SteerGroup> predecessor_steering() const;
   bool stopping() const { return phase_ == MasterPhase::draining || phase_ == MasterPhase::terminating; }
 
   SupervisorOptions options_;
@@ -231,6 +274,17 @@ class Supervisor {
   CounterLedger ledger_;
   bool reload_pending_ = false;
   int scale_pending_ = 0;
+  unsigned reload_attempts_ = 0;  // reload requests numbered so far
+  unsigned current_reload_ = 0;   // the attempt the starting generation answers
+  unsigned pending_reload_ = 0;   // the queued attempt, while reload_pending_
+  unsigned upgrade_attempts_ = 0;
+  unsigned current_upgrade_ = 0;  // the attempt the successor answers
+  SuccessorState successor_ = SuccessorState::none;
+  pid_t successor_pid_ = 0;
+  SocketSet held_;                // the old master: every socket it had when the successor started
+  pid_t predecessor_ = 0;         // the new master: the old one, while it lives
+  SocketSet adopted_;             // the new master: what the old one handed over, kept while it lives
+  bool predecessor_steers_ = false;  // the new master, until its first generation is ready
   unsigned reloads_ok_ = 0;
   unsigned reloads_failed_ = 0;
   unsigned recycles_ = 0;
@@ -245,6 +299,7 @@ class Supervisor {
   bool retained_known_ = false;
   bool sockets_dirty_ = false;  // a failed prepare or spawn may have left sockets behind
   std::vector<SteerGroup> steered_;
+  bool steered_shared_ = false;
 };
 
 }  // namespace preforkd

@@ -30,15 +30,26 @@ struct GenerationConfig {
 };
 using GenerationPtr = std::shared_ptr<const GenerationConfig>;
 
+// Slot sockets, as (listener, socket slot).
+using SocketSet = std::set<std::pair<ListenerKey, int>>;
+
 namespace event {
 
-struct Start {};  // the master is up: start generation 1
-struct Signal {   // HUP, QUIT, TERM, INT, TTIN, TTOU, WINCH, USR1
+// The master is up: start generation 1. A master started by USR2 names the
+// master it replaces and the sockets it adopted from it: while that master lives
+// it holds copies of them too, so they stay in their reuseport groups whatever
+// this master closes, and this master keeps them (see Supervisor).
+struct Start {
+  pid_t predecessor = 0;
+  SocketSet adopted = {};
+};
+struct Signal {  // HUP, QUIT, TERM, INT, TTIN, TTOU, WINCH, USR1, USR2
   int signum = 0;
 };
 struct GenerationPrepared {  // answer to effect::PrepareGeneration
   unsigned generation = 0;
   GenerationPtr config;  // null: invalid or its sockets cannot be bound (logged)
+  std::string error = {};  // when null: why, as the log has it after "reload: "
 };
 struct Spawned {  // answer to effect::Spawn
   int slot = 0;
@@ -65,10 +76,31 @@ struct Exited {
 };
 struct Timer {};  // the time asked for by effect::ArmTimer has come
 
+// The old master's side of a binary upgrade. Answer to effect::StartUpgrade:
+// the new master's pid, or 0 and why it could not be started.
+struct SuccessorStarted {
+  pid_t pid = 0;
+  std::string error = {};
+};
+// The new master reports that all its workers are ready, and how the hand-over
+// goes (its configuration's upgrade_handover).
+struct SuccessorServing {
+  UpgradeHandover handover = UpgradeHandover::automatic;
+};
+// The new master exited; error: what it reported, or its exit status.
+struct SuccessorExited {
+  std::string error = {};
+};
+// The new master's side: the master it replaced is gone (the upgrade is complete,
+// or it was stopped): the adopted sockets are this master's alone.
+struct PredecessorGone {};
+
 }  // namespace event
 
 using Event = std::variant<event::Start, event::Signal, event::GenerationPrepared, event::Spawned, event::WorkerMessage,
-                           event::Notice, event::ProtocolError, event::Exited, event::Timer>;
+                           event::Notice, event::ProtocolError, event::Exited, event::Timer,
+                           event::SuccessorStarted, event::SuccessorServing, event::SuccessorExited,
+                           event::PredecessorGone>;
 
 // The sockets of one listener's SO_REUSEPORT group that may receive new
 // connections; the others keep what is queued on them but get nothing new.
@@ -81,14 +113,14 @@ struct SteerGroup {
   }
 };
 
-using SocketSet = std::set<std::pair<ListenerKey, int>>;
-
 namespace effect {
 
 // Read and validate the configuration for `generation` (1: the one the master
-// started with) and bind every slot's sockets; answer with GenerationPrepared.
+// started with; `reuse`: this one, not re-read) and bind every slot's sockets;
+// answer with GenerationPrepared.
 struct PrepareGeneration {
   unsigned generation = 0;
+  GenerationPtr reuse = nullptr;  // a rollback's generation serves the configuration it served before USR2
 };
 // Start a worker for slot of generation with its slot sockets; answer with
 // Spawned.
@@ -123,20 +155,44 @@ struct RetainSockets {
   SocketSet sockets;
 };
 struct Steer {
-  std::vector<SteerGroup> groups;
+  std::vector<SteerGroup> groups = {};
+  // Another master holds sockets of these groups too (a binary upgrade's two
+  // masters): a group may have members this master does not know, so its
+  // steering names its slots explicitly and never falls back to the kernel's
+  // hash over the whole group.
+  bool shared = false;
 };
+// USR2 accepted: start the binary as a new master with every slot socket;
+// answer with SuccessorStarted.
+struct StartUpgrade {};
 // Deliver event::Timer at this loop time; 0 cancels.
 struct ArmTimer {
   std::uint64_t due_ms = 0;
 };
-// News for observers (systemd, the admin endpoint, a binary upgrade in
-// progress).
+// News for observers (systemd, the admin endpoint, control-socket clients
+// waiting for an outcome). Every reload request (HUP) gets an attempt number in
+// reload_requested and exactly one reload_finished with that number, and every
+// upgrade request (USR2) likewise; requests that coalesce share a number.
 struct Notify {
-  enum class What { generation_ready, reload_finished, generation_gone, worker_gone } what;
-  unsigned generation = 0;
-  bool ok = false;       // reload_finished
-  bool pending = false;  // reload_finished: another reload follows at once
-  pid_t pid = 0;         // worker_gone
+  enum class What {
+    generation_ready,
+    reload_requested,
+    reload_finished,
+    upgrade_requested,
+    upgrade_started,
+    upgrade_finished,
+    generation_gone,
+    worker_gone
+  } what;
+  unsigned generation = 0;  // reload_finished: the serving generation
+  bool ok = false;          // *_finished
+  bool pending = false;     // reload_finished: another reload follows at once
+  pid_t pid = 0;            // worker_gone; upgrade_started, upgrade_finished: the new master
+  unsigned attempt = 0;     // *_requested, *_finished
+  bool queued = false;      // reload_requested: it waits for the reload in progress
+  std::string reason = {};  // *_finished and not ok: the error, as the log has it
+  bool refused = false;     // *_finished and not ok: the request was not taken on (nothing was tried)
+  UpgradeHandover handover = UpgradeHandover::automatic;  // upgrade_finished and ok
 };
 // Every worker is gone after a stop: the master may exit.
 struct AllStopped {};
@@ -145,6 +201,6 @@ struct AllStopped {};
 
 using Effect = std::variant<effect::PrepareGeneration, effect::Spawn, effect::Signal, effect::Retire,
                             effect::ApplyConfig, effect::ReopenLogs, effect::RetainSockets, effect::Steer,
-                            effect::ArmTimer, effect::Notify, effect::AllStopped>;
+                            effect::ArmTimer, effect::Notify, effect::AllStopped, effect::StartUpgrade>;
 
 }  // namespace preforkd

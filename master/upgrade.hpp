@@ -1,20 +1,24 @@
-// The binary upgrade (USR2), both sides of it. The old master runs one Upgrade per
-// attempt: it owns the new master's process handle and the pid file moved aside,
-// and is destroyed when the attempt ends, so a retry starts from nothing left over.
-// The new master calls hand_over_from() once it serves.
+// The binary upgrade (USR2), the old master's side. The master runs one Upgrade
+// per attempt: it owns the new master's process handle, the read end of its
+// report pipe (upgrade_report.hpp) and the pid file and control socket moved
+// aside, and is destroyed when the new master exits, so a retry starts from
+// nothing left over. The Supervisor decides what the news means (hand over,
+// park, roll back); this only carries it.
 #pragma once
 
 #include <sys/types.h>
 #include <uv.h>
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/config.hpp"
 #include "common/uv_handle.hpp"
 
 namespace preforkd {
+
+class ControlServer;
 
 // How a master hands its slot sockets to the master that replaces it: fd numbers
 // and listener keys, as SlotSockets::describe_for_upgrade() writes them.
@@ -24,6 +28,16 @@ inline constexpr int kFirstInheritedFd = 3;
 
 class Upgrade {
  public:
+  class Events {
+   public:
+    virtual ~Events() = default;
+    // The new master's first generation is ready.
+    virtual void on_successor_serving(UpgradeHandover handover) = 0;
+    // The new master exited; `why` is the error it reported, or its exit status.
+    // The owner destroys the Upgrade inside this call (its last use of it).
+    virtual void on_successor_exited(const std::string& why) = 0;
+  };
+
   struct Request {
     std::string binary;       // the path this master was started from: whatever file is there now runs
     std::string config_path;
@@ -31,41 +45,40 @@ class Upgrade {
     std::string notify_socket;  // systemd's, passed on so the new master can announce itself; "" if none
     std::string sockets;        // describe_for_upgrade(kFirstInheritedFd, &fds)
     std::vector<int> fds;
+    ControlServer* control = nullptr;  // its socket file moves aside like the pid file; may be null
   };
 
-  // Moves the pid file to PID_FILE.oldbin and starts `binary` as the new master.
-  // nullptr if it could not be started (logged; the pid file is back in place).
-  // `failed` runs when the new master exits before it has taken over; the owner
-  // destroys the Upgrade there (it is the callback's last use of it).
-  static std::unique_ptr<Upgrade> start(uv_loop_t* loop, const Request& request, std::function<void()> failed);
+  // Moves the pid file to PID_FILE.oldbin (and the control socket to
+  // PATH.oldbin) and starts `binary` as the new master. nullptr with *error if it
+  // could not be started (logged; both are back in place).
+  static std::unique_ptr<Upgrade> start(uv_loop_t* loop, const Request& request, Events& events,
+                                        std::string* error);
 
   Upgrade(const Upgrade&) = delete;
   Upgrade& operator=(const Upgrade&) = delete;
-  // Closes the handle only: a new master still running is left alone (it is the
+  // Closes the handles only: a new master still running is left alone (it is the
   // one taking over if this master is stopping).
   ~Upgrade() = default;
 
   pid_t pid() const { return pid_; }
 
-  // Whether a signal to the old master may act while its successor starts. USR2
-  // (one attempt at a time) and HUP (the successor has read the config already,
-  // and the pid file names it) are refused, with a log line; the rest act as usual.
-  bool allows(int signum) const;
-
  private:
-  Upgrade(std::string pid_file, std::function<void()> failed);
+  Upgrade(const Request& request, Events& events);
   static void on_exit(uv_process_t* process, int64_t status, int signal);
+  static void on_report(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  void report_line(const std::string& line);
+  void put_back();
 
   std::string pid_file_;
-  std::function<void()> failed_;
+  ControlServer* control_;
+  Events& events_;
   pid_t pid_ = 0;
   UvHandle<uv_process_t> process_;
+  UvHandle<uv_pipe_t> report_;
+  std::string report_buffer_;
+  std::string reported_error_;  // the new master's "error" line, for its exit
+  bool serving_ = false;
+  char read_buffer_[1024];
 };
-
-// In the new master, once all its workers are ready: asks the master it replaces
-// to stop gracefully (QUIT). If that master is no longer our parent it has gone
-// already (an operator's QUIT came first) and its pid may belong to someone else
-// by now, so nobody is signalled.
-void hand_over_from(pid_t old_master);
 
 }  // namespace preforkd

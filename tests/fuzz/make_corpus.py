@@ -66,6 +66,8 @@ put("config", "full.toml", 'workers = 4\npid_file = "run/p.pid"\ngraceful_timeou
     '[log]\nlevel = "debug"\nerror_log = "/tmp/x.log"\n' + MINIMAL +
     '[[listen]]\nname = "e"\naddress = "[::1]:9007"\nprotocol = "udp-echo"\n'
     '[[listen]]\naddress = "[::1]:9007"\nprotocol = "tcp-echo"\nbacklog = 64\n')
+put("config", "control.toml", 'control_socket = "run/ctl.sock"\nupgrade_handover = "manual"\n' + MINIMAL)
+put("config", "err-handover.toml", 'upgrade_handover = "later"\n' + MINIMAL)
 put("config", "err-unknown-key.toml", "wrokers = 2\n" + MINIMAL)
 put("config", "err-workers-zero.toml", "workers = 0\n" + MINIMAL)
 put("config", "err-protocol.toml", MINIMAL.replace('"http"', '"smtp"'))

@@ -184,14 +184,25 @@ TEST(Admin, BadClientsGetErrorsAndCannotStallTheMaster) {
   close(idle);
 }
 
+// Off by default; `preforkd status` then asks the control socket (on by default).
 TEST(Admin, OffByDefault) {
   Preforkd server({.workers = 1});
   std::string why;
   ASSERT_TRUE(server.start(10s, &why)) << why;
   EXPECT_EQ(server.log().find("admin endpoint"), std::string::npos) << server.log();
   std::string out;
+  EXPECT_EQ(server.run_cli("status", &out), 0) << out;
+  EXPECT_NE(out.find("master " + std::to_string(server.master_pid()) + ", preforkd "), std::string::npos) << out;
+}
+
+TEST(Admin, StatusWithNeitherAdminNorControlSocketSaysSo) {
+  Preforkd server({.workers = 1, .top_config = "control_socket = \"\""});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  std::string out;
   EXPECT_EQ(server.run_cli("status", &out), 3) << out;
-  EXPECT_NE(out.find("admin endpoint, which is off"), std::string::npos) << out;
+  EXPECT_NE(out.find("status needs the control socket or the admin endpoint, and both are off"), std::string::npos)
+      << out;
 }
 
 // --- preforkd status ---------------------------------------------------------------

@@ -197,6 +197,43 @@ TEST(Notify, BinaryUpgradeMovesMainPidWithoutStopping) {
   EXPECT_TRUE(wait_gone(new_master, 15s)) << server.log();
 }
 
+// upgrade_handover = "manual", rolled back: the new master is the main process
+// once it serves; the parked old master says nothing (its rollback generation
+// either); the new master, asked to stop while the old one lives, hands MAINPID
+// back before it goes, or systemd would take its exit for the service's end.
+TEST(Notify, ManualRollbackHandsMainPidBackToTheOldMaster) {
+  Preforkd server({.workers = 2, .top_config = "upgrade_handover = \"manual\""});
+  NotifySocket systemd(server.dir() + "/notify.sock");
+  ASSERT_TRUE(systemd.bound()) << strerror(errno);
+  std::string why;
+  ASSERT_TRUE(start_notified(server, server.dir() + "/notify.sock", &why)) << why;
+  pid_t old_master = server.master_pid();
+  ASSERT_TRUE(systemd.next(5s)) << server.log();
+  ASSERT_TRUE(server.signal(SIGUSR2));
+  auto handover = systemd.next(10s);
+  ASSERT_TRUE(handover) << server.log();
+  pid_t new_master = handover->sender;
+  EXPECT_EQ(handover->text,
+            "READY=1\nSTATUS=generation 1 serving with 2 worker(s)\nMAINPID=" + std::to_string(new_master) + "\n");
+  ASSERT_TRUE(server.wait_log("master: stopping 2 worker(s) gracefully", 5s)) << server.log();
+  ASSERT_TRUE(server.signal(SIGHUP));  // the rollback's generation of the old master
+  ASSERT_TRUE(server.wait_log(std::to_string(old_master) + " master: generation 2: all 2 workers ready", 10s))
+      << server.log();
+  auto quiet = systemd.next(300ms);
+  EXPECT_FALSE(quiet) << "the old master spoke in the window: " << printable(quiet->text);
+  ASSERT_EQ(kill(new_master, SIGQUIT), 0);
+  EXPECT_NOTIFICATION(systemd,
+                      "MAINPID=" + std::to_string(old_master) + "\nSTATUS=stopping; master " +
+                          std::to_string(old_master) + " serves again\n",
+                      new_master, server.log());
+  EXPECT_TRUE(wait_gone(new_master, 15s)) << server.log();
+  // Once the old master knows it is alone again, it is the service: its stop is the service's.
+  ASSERT_TRUE(server.wait_log(std::to_string(old_master) + " master: rollback complete", 5s)) << server.log();
+  ASSERT_TRUE(server.signal(SIGQUIT));
+  EXPECT_NOTIFICATION(systemd, "STOPPING=1\nSTATUS=stopping\n", old_master, server.log());
+  EXPECT_EQ(server.wait_exit(15s), std::optional<int>(0)) << server.log();
+}
+
 }  // namespace
 
 namespace {
@@ -206,7 +243,7 @@ namespace {
 TEST(Notify, ShippedUnitFileVerifies) {
   std::string unit = read_file(PREFORKD_SOURCE_DIR "/conf/preforkd.service");
   ASSERT_FALSE(unit.empty());
-  for (const char* line : {"\nType=notify\n", "\nNotifyAccess=all\n", "\nExecReload=/bin/kill -HUP $MAINPID\n",
+  for (const char* line : {"\nType=notify\n", "\nNotifyAccess=all\n", "\nExecReload=/usr/sbin/preforkd -s reload --wait -c /etc/preforkd/preforkd.toml\n",
                            "\nKillSignal=SIGQUIT\n", "\nRestart=on-failure\n"})
     EXPECT_NE(unit.find(line), std::string::npos) << line;
   std::smatch m;

@@ -14,45 +14,11 @@
 
 #include "tests/integration/harness.hpp"
 #include "tests/integration/load_client.hpp"
+#include "tests/integration/upgrade_checks.hpp"
 
 using namespace itest;
 
 namespace {
-
-bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
-
-pid_t pid_in_file(const std::string& path) {
-  std::string text = read_file(path);
-  return text.empty() ? 0 : static_cast<pid_t>(std::stoi(text));
-}
-
-// The state an operator expects once no upgrade is in progress.
-void expect_settled(const Preforkd& server, pid_t master, std::size_t workers) {
-  EXPECT_EQ(read_file(server.pid_file()), std::to_string(master) + "\n") << server.log();
-  EXPECT_FALSE(exists(server.pid_file() + ".oldbin")) << server.log();
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (children_of(master).size() != workers && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(20ms);
-  EXPECT_EQ(children_of(master).size(), workers) << server.log();
-  for (int i = 0; i < 10; ++i) {
-    auto response = http_get(server.http_port(), "/hello.txt");
-    ASSERT_TRUE(response && response->status == 200) << "request " << i << "\n" << server.log();
-  }
-  // The test process is a subreaper: a worker whose master died would be our child.
-  for (pid_t child : children_of(getpid()))
-    EXPECT_TRUE(child == master || child == server.master_pid()) << "orphan process " << child << "\n" << server.log();
-}
-
-// The pid of the new master, from the old master's "upgrade: new master PID started" line.
-pid_t successor_of(const Preforkd& server, std::size_t nth = 1) {
-  if (!server.wait_log("upgrade: new master ", 5s, nth)) return 0;
-  std::string log = server.log();
-  std::regex line(R"(upgrade: new master (\d+) started)");
-  std::vector<pid_t> pids;
-  for (std::sregex_iterator it(log.begin(), log.end(), line), end; it != end; ++it)
-    pids.push_back(static_cast<pid_t>(std::stoi((*it)[1])));
-  return pids.size() >= nth ? pids[nth - 1] : 0;
-}
 
 // Holds the next USR2's new master before it starts, so that "while the new one
 // is still starting" is a state the test holds, not a race it hopes to win. The
@@ -122,6 +88,40 @@ TEST(Upgrade, Usr2UnderLoadHandsOverWithoutLoss) {
   ASSERT_EQ(kill(new_master, SIGTERM), 0);
   EXPECT_TRUE(wait_gone(new_master, 5s)) << server.log();
   EXPECT_EQ(read_file(server.pid_file()), "");
+}
+
+// The new master reads a config with fewer workers. The old master's sockets of
+// the slots that go away stay in their reuseport groups while the old master or
+// its workers hold them; the new master keeps its copies too until the old master
+// is gone, steering new connections away from them. (In auto mode the old master
+// lets go at once, so the code before this change, which closed the copies and
+// then steered "all of its slots" over a group it believed smaller, lost nothing
+// here either in three runs: the manual window is where that showed, see
+// Handover.DifferentWorkerCountsOnTheSameGroupsLoseNothing.)
+TEST(Upgrade, ANewMasterWithFewerWorkersLosesNothing) {
+  Preforkd server({.workers = 3, .graceful_timeout = 10});
+  std::string why;
+  ASSERT_TRUE(server.start(10s, &why)) << why;
+  server.set_workers(2);
+  LoadClient http(LoadClient::Kind::http_close, "127.0.0.1", server.http_port(), 3);
+  LoadClient keep(LoadClient::Kind::http_keepalive, "127.0.0.1", server.http_port(), 2);
+  LoadClient udp(LoadClient::Kind::udp_echo, "127.0.0.1", server.echo_port(), 1);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(server.signal(SIGUSR2));
+  pid_t new_master = wait_handed_over(server);
+  ASSERT_GT(new_master, 0) << server.log();
+  server.follow_master(new_master);
+  std::this_thread::sleep_for(1500ms);
+  http.stop();
+  keep.stop();
+  udp.stop();
+  std::cout << "[ figures  ] USR2 from 3 workers to 2: http close " << http.ok() << " ok / " << http.errors()
+            << " failed, keep-alive " << keep.ok() << " / " << keep.errors() << ", udp " << udp.ok() << " / "
+            << udp.errors() << "\n";
+  EXPECT_EQ(http.errors(), 0) << http.error_sample();
+  EXPECT_EQ(keep.errors(), 0) << keep.error_sample();
+  EXPECT_EQ(udp.errors(), 0) << udp.error_sample();
+  expect_settled(server, new_master, 2);
 }
 
 // A new binary that cannot start (here: the config no longer loads) leaves the old

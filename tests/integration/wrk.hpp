@@ -16,13 +16,13 @@ namespace itest {
 
 class Wrk {
  public:
+  // keep_alive false: every request carries `Connection: close`.
   Wrk(int port, int connections, int seconds, bool keep_alive, const std::string& dir,
       const std::string& path = "/hello.txt", int threads = 2);
   ~Wrk();
   Wrk(const Wrk&) = delete;
   Wrk& operator=(const Wrk&) = delete;
-  // Waits for wrk to end (bounded) and parses its summary; false if it did not
-  // exit cleanly.
+  // Waits for wrk to end (bounded) and parses its summary; false unless it exited 0.
   bool finish();
   long requests() const { return requests_; }
   long socket_errors() const { return socket_errors_; }  // connect + read + write + timeout

@@ -4,25 +4,14 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "tests/unit/config_snippets.hpp"
 
 namespace preforkd {
 namespace {
 
-constexpr std::string_view kEcho =
-    "[[listen]]\n"
-    "address = \"127.0.0.1:9007\"\n"
-    "protocol = \"tcp-echo\"\n";
-
-Config parse(const std::string& text) { return parse_config(text, "/etc/preforkd/p.toml"); }
-
-std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
+using test::kEcho;
+using test::parse;
 
 TEST(AdminConfig, OffWhenNotWritten) {
   Config c = parse(std::string(kEcho));

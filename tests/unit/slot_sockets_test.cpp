@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <linux/filter.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -136,6 +137,93 @@ TEST(SlotSocketsSteering, FollowsTheKernelOrderWhenAMiddleSlotCloses) {
   EXPECT_EQ(counts[1], 0) << "slot 2 received traffic: the program did not follow the kernel order";
   EXPECT_GT(counts[0], 0);
   EXPECT_GT(counts[2], 0);
+}
+
+// A binary upgrade's two masters: each holds its own fds of the same sockets (in
+// one process here: the successor adopts duplicates). `successor` adopts what
+// `old` describes, as the new master does from its environment.
+void adopt_duplicates(const SlotSockets& old, SlotSockets& successor);
+
+// The old master with `slots` slots of one listener, and its successor holding them too.
+struct TwoMasters {
+  explicit TwoMasters(int slots) : listener(listener_on(test::loopback_any_port())) {
+    fds = open_slots(old_master, listener, slots);
+    adopt_duplicates(old_master, new_master);
+  }
+  SlotSockets old_master;
+  ListenerConfig listener;
+  std::vector<int> fds;  // the old master's
+  SlotSockets new_master;
+};
+
+void adopt_duplicates(const SlotSockets& old, SlotSockets& successor) {
+  std::vector<int> fds;
+  std::string description = old.describe_for_upgrade(0, &fds);
+  std::string renumbered;
+  for (std::size_t i = 0, pos = 0; i < fds.size(); ++i) {
+    std::size_t end = description.find(';', pos);
+    std::string item = description.substr(pos, end - pos);
+    renumbered += std::to_string(::fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) + item.substr(item.find(':')) + ";";
+    pos = end + 1;
+  }
+  std::string error;
+  ASSERT_TRUE(successor.adopt(renumbered, &error)) << error;
+}
+
+// The hazard: a socket stays in its group while any process holds it. A new
+// master with fewer slots that closes its copies of the others believes the
+// group smaller than it is; steering "all of its slots" then removes the
+// program, and the kernel hashes new connections onto sockets the old master
+// still holds but nobody polls (they are reset when it exits).
+TEST(SlotSocketsShared, ASuccessorThatForgetsTheOldMastersCopiesFeedsSocketsNobodyPolls) {
+  TwoMasters masters(4);
+  auto& [old_master, listener, fds, new_master] = masters;
+  ListenerKey key = key_of(listener);
+  new_master.retain_only({{key, 0}, {key, 1}});
+  ASSERT_TRUE(new_master.steer(listener, {0, 1}));
+  std::vector<int> counts = spread(listener, fds, 200);
+  EXPECT_GT(counts[2] + counts[3], 0) << "the kernel hashed over all four sockets";
+}
+
+// The fix, in SlotSockets' terms: the new master keeps the old master's sockets
+// while it lives (the supervisor's held set) and, shared, steers explicitly even
+// to "all it knows": nothing new reaches the old master's extra slots.
+TEST(SlotSocketsShared, SharedSteeringNamesItsSlotsAndNeverDetaches) {
+  TwoMasters masters(4);
+  auto& [old_master, listener, fds, new_master] = masters;
+  new_master.set_shared(true);
+  ASSERT_TRUE(new_master.steer(listener, {0, 1}));
+  std::vector<int> counts = spread(listener, fds, 200);
+  EXPECT_EQ(counts[2] + counts[3], 0) << "new connections reached the old master's extra slots";
+  // Every socket it knows, still explicit: a group may have members it does not
+  // know (the other master's), which the kernel's hash would feed.
+  ASSERT_TRUE(new_master.steer(listener, {0, 1, 2, 3}));
+  EXPECT_EQ(new_master.steered_slots(key_of(listener)), (std::vector<int>{0, 1, 2, 3}));
+  // The old master, rolled back and shared, steers to its own: explicitly too,
+  // although its slots are every socket it knows.
+  old_master.set_shared(true);
+  ASSERT_TRUE(old_master.steer(listener, {0, 1, 2, 3}));
+  EXPECT_EQ(old_master.steered_slots(key_of(listener)), (std::vector<int>{0, 1, 2, 3}));
+  // Alone again: all of them means no program.
+  old_master.set_shared(false);
+  ASSERT_TRUE(old_master.steer(listener, {0, 1, 2, 3}));
+  EXPECT_TRUE(old_master.steered_slots(key_of(listener)).empty());
+  for (int n : spread(listener, fds, 200)) EXPECT_GT(n, 0);
+}
+
+// Turning shared on forgets what the kernel is believed to hold: the other master
+// may have attached a refusing filter (its reload removed the listener), which
+// this master's next acquire() must clear although it never set one itself.
+TEST(SlotSocketsShared, SharedForgetsTheFiltersTheOtherMasterMayHaveSet) {
+  TwoMasters masters(2);
+  auto& [old_master, listener, fds, new_master] = masters;
+  old_master.set_shared(true);
+  ListenerConfig other = listener_on(test::loopback_any_port());
+  new_master.refuse_removed({other});  // the new configuration has no such listener
+  for (int fd : fds) EXPECT_TRUE(refusing_new_connections(fd));
+  std::string error;
+  ASSERT_EQ(old_master.acquire(listener, 0, &error), fds[0]) << error;  // the rollback's generation
+  for (int fd : fds) EXPECT_FALSE(refusing_new_connections(fd));
 }
 
 // Program size: 3 + 2 * min(allowed, skipped) instructions, so any set of a group

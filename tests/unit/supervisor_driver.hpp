@@ -12,6 +12,7 @@
 #include <deque>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/address.hpp"
@@ -41,6 +42,8 @@ class FakeIo {
   virtual void worker_gone(pid_t pid) = 0;
   virtual void set_timer(std::uint64_t due_ms) = 0;
   virtual void all_stopped() = 0;
+  // USR2 accepted: the new master's pid, or 0 when it could not be started.
+  virtual pid_t start_upgrade() { return 9000; }
 
   // What each generation's configuration holds besides its worker count.
   std::uint64_t max_requests = 1'000'000;  // the driver's recycle() reports more requests than this
@@ -88,6 +91,25 @@ class SupervisorDriver {
     handle(event::Exited{pid, status, signal}, now);
   }
   void tick(std::uint64_t now) { handle(event::Timer{}, now); }
+  void upgrade(std::uint64_t now) { signal(SIGUSR2, now); }
+  void successor_serving(UpgradeHandover handover, std::uint64_t now) {
+    handle(event::SuccessorServing{handover}, now);
+  }
+  void successor_exited(const std::string& why, std::uint64_t now) { handle(event::SuccessorExited{why}, now); }
+  // Every Notify effect, in order (the reload and upgrade outcomes among them).
+  std::vector<effect::Notify> notes;
+  // The Notify effects of one kind.
+  std::vector<effect::Notify> notes_of(effect::Notify::What what) const {
+    std::vector<effect::Notify> out;
+    for (const auto& n : notes)
+      if (n.what == what) out.push_back(n);
+    return out;
+  }
+  // The last Steer effect; `steers` counts them.
+  effect::Steer last_steer;
+  int steers = 0;
+  // Generations prepared from the configuration they reuse, not re-read (a rollback's).
+  std::vector<unsigned> reused;
 
   void handle(Event event, std::uint64_t now) {
     std::deque<Event> pending{std::move(event)};
@@ -132,6 +154,11 @@ class SupervisorDriver {
 
  private:
   void execute(const effect::PrepareGeneration& prepare, std::deque<Event>& pending) {
+    if (prepare.reuse) {
+      reused.push_back(prepare.generation);
+      pending.push_back(event::GenerationPrepared{prepare.generation, prepare.reuse});
+      return;
+    }
     int count = io_.prepare_generation(prepare.generation);
     GenerationPtr config;
     if (count > 0) {
@@ -143,7 +170,8 @@ class SupervisorDriver {
       generation->config.exec = io_.exec;
       config = generation;
     }
-    pending.push_back(event::GenerationPrepared{prepare.generation, config});
+    pending.push_back(event::GenerationPrepared{prepare.generation, config,
+                                                config ? "" : "config.toml:1:1: workers: invalid"});
   }
   void execute(const effect::Spawn& spawn, std::deque<Event>& pending) {
     pending.push_back(event::Spawned{spawn.slot, spawn.generation, io_.spawn(spawn.slot, spawn.generation), io_.draw});
@@ -154,17 +182,28 @@ class SupervisorDriver {
   void execute(const effect::ReopenLogs& r, std::deque<Event>&) { io_.reopen_logs(r.workers); }
   void execute(const effect::RetainSockets& r, std::deque<Event>&) { io_.retain(r.sockets); }
   void execute(const effect::Steer& s, std::deque<Event>&) {
+    last_steer = s;
+    ++steers;
     std::set<int> slots = s.groups.empty() ? std::set<int>{} : s.groups.front().slots;
     io_.serving(sup_.serving_generation(), static_cast<int>(slots.size()));
     io_.steer(slots);
   }
   void execute(const effect::ArmTimer& a, std::deque<Event>&) { io_.set_timer(a.due_ms); }
+  void execute(const effect::StartUpgrade&, std::deque<Event>& pending) {
+    pid_t pid = io_.start_upgrade();
+    pending.push_back(event::SuccessorStarted{pid, pid > 0 ? "" : "uv_spawn: no such file"});
+  }
   void execute(const effect::Notify& n, std::deque<Event>&) {
+    notes.push_back(n);
     switch (n.what) {
       case effect::Notify::What::generation_ready: io_.generation_ready(n.generation); break;
       case effect::Notify::What::reload_finished: io_.reload_finished(n.generation, n.ok, n.pending); break;
       case effect::Notify::What::generation_gone: io_.generation_gone(n.generation); break;
       case effect::Notify::What::worker_gone: io_.worker_gone(n.pid); break;
+      case effect::Notify::What::reload_requested:
+      case effect::Notify::What::upgrade_requested:
+      case effect::Notify::What::upgrade_started:
+      case effect::Notify::What::upgrade_finished: break;
     }
   }
   void execute(const effect::AllStopped&, std::deque<Event>&) { io_.all_stopped(); }
