@@ -17,6 +17,15 @@ constexpr std::size_t kReadBuffer = 16 * 1024;
 // finish(): what is read after exit without waiting.
 constexpr std::size_t kMaxFinalBytes = 1024 * 1024;
 
+// The log is one line per event: no control characters from the program in it.
+std::string cleaned(bool continued, std::string_view text) {
+  std::string clean(continued ? "... " : "");
+  clean.append(text);
+  for (char& c : clean)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
+  return clean;
+}
+
 }  // namespace
 
 void OutputLines::feed(std::string_view bytes, std::uint64_t now_ms, const Sink& sink) {
@@ -49,7 +58,14 @@ void OutputLines::finish(std::uint64_t now_ms, const Sink& sink) {
   report_dropped(sink);
 }
 
+std::string OutputLines::last_line() const { return last_.empty() ? std::string() : cleaned(last_continued_, last_); }
+
 void OutputLines::line(std::string_view text, std::uint64_t now_ms, const Sink& sink) {
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  if (text.find_first_not_of(" \t") != std::string_view::npos) {
+    last_.assign(text.substr(0, kMaxLastLine));
+    last_continued_ = continued_;
+  }
   if (now_ms >= window_start_ms_ + kWindowMs) {
     report_dropped(sink);
     window_start_ms_ = now_ms;
@@ -60,13 +76,7 @@ void OutputLines::line(std::string_view text, std::uint64_t now_ms, const Sink& 
     return;
   }
   ++in_window_;
-  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-  // The log is one line per event: no control characters from the program in it.
-  std::string clean(continued_ ? "... " : "");
-  clean.append(text);
-  for (char& c : clean)
-    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
-  sink(clean);
+  sink(cleaned(continued_, text));
 }
 
 void OutputLines::report_dropped(const Sink& sink) {

@@ -23,6 +23,8 @@ namespace preforkd {
 
 inline constexpr std::size_t kMaxOutputLine = 2048;
 inline constexpr unsigned kMaxOutputLinesPerSecond = 1000;
+// How much of a program's last line a failed start's reason quotes.
+inline constexpr std::size_t kMaxLastLine = 240;
 
 // Bytes in, log lines out; pure, so it is unit-tested without pipes or clocks.
 class OutputLines {
@@ -36,6 +38,9 @@ class OutputLines {
   // The stream ended (or the program exited): a last line without '\n' and the
   // count of what was dropped.
   void finish(std::uint64_t now_ms, const Sink& sink);
+  // The last non-blank line (its first kMaxLastLine bytes, cleaned), logged or
+  // dropped by the rate limit: what a program that exits at once last said.
+  std::string last_line() const;
 
  private:
   void line(std::string_view text, std::uint64_t now_ms, const Sink& sink);
@@ -48,6 +53,8 @@ class OutputLines {
   std::uint64_t window_start_ms_ = 0;
   unsigned in_window_ = 0;
   std::uint64_t dropped_ = 0;
+  std::string last_;
+  bool last_continued_ = false;
 };
 
 // One stream of one program: the master's end of the pipe, read on the loop.
@@ -62,6 +69,7 @@ class OutputPipe {
   // waiting) and logged, then the pipe is closed. A process the program left
   // behind may hold the other end open, so EOF is not waited for.
   void finish();
+  std::string last_line() const { return lines_.last_line(); }
 
  private:
   static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);

@@ -116,8 +116,10 @@ void ExecWorker::on_exit(uv_process_t* process, int64_t status, int signal) {
   self->stdout_.finish();
   self->stderr_.finish();
   self->notify_.close();
+  std::string last = self->stderr_.last_line();
+  if (last.empty()) last = self->stdout_.last_line();
   // Last statement: the owner may destroy us inside this call.
-  self->events_.on_worker_exit(self->pid_, signal ? -1 : static_cast<int>(status), signal);
+  self->events_.on_exec_exit(self->pid_, signal ? -1 : static_cast<int>(status), signal, std::move(last));
 }
 
 }  // namespace preforkd

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/config.hpp"
@@ -25,9 +26,9 @@ class ExecWorker {
    public:
     virtual ~Events() = default;
     virtual void on_exec_notice(pid_t pid, const NotifyMessage& message) = 0;
-    // The process is gone (its remaining output logged). This object may be
-    // destroyed inside the call.
-    virtual void on_worker_exit(pid_t pid, int status, int signal) = 0;
+    // The process is gone (its remaining output logged); last_output is its last
+    // line on stderr, else on stdout. This object may be destroyed inside the call.
+    virtual void on_exec_exit(pid_t pid, int status, int signal, std::string last_output) = 0;
   };
 
   ExecWorker(uv_loop_t* loop, Events& events);

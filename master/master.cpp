@@ -385,8 +385,12 @@ class Master final : public WorkerProcess::Events,
 
   void on_worker_exit(pid_t pid, int status, int signal) override {
     workers_.erase(pid);
+    dispatch(event::Exited{pid, status, signal, {}});
+  }
+
+  void on_exec_exit(pid_t pid, int status, int signal, std::string last_output) override {
     exec_workers_.erase(pid);
-    dispatch(event::Exited{pid, status, signal});
+    dispatch(event::Exited{pid, status, signal, std::move(last_output)});
   }
 
  private:

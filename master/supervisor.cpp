@@ -205,7 +205,7 @@ void Supervisor::on(const event::ProtocolError& error, std::uint64_t) {
 }
 
 void Supervisor::on(const event::Exited& exited, std::uint64_t now) {
-  worker_exited(exited.pid, exited.status, exited.signal, now);
+  worker_exited(exited, now);
 }
 
 // --- Start and reload ----------------------------------------------------------------
@@ -777,14 +777,15 @@ std::uint64_t Supervisor::unresponsive_after_ms(const WorkerInfo& worker) const 
   return worker.exec ? options_.worker_timeout_ms / 4 * 3 : options_.unresponsive_after_ms;
 }
 
-void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t now) {
+void Supervisor::worker_exited(const event::Exited& exited, std::uint64_t now) {
+  const pid_t pid = exited.pid;
   auto it = workers_.find(pid);
   if (it == workers_.end()) return;
   WorkerInfo worker = it->second;
   workers_.erase(it);
   ledger_.retire(pid);
   notify(effect::Notify::What::worker_gone, worker.generation, false, pid);
-  std::string how = describe_exit(status, signal);
+  std::string how = describe_exit(exited.status, exited.signal);
   // While stopping, every exit is expected and only counts towards the end (below).
   if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) && !stopping()) {
     SlotInfo& slot = slots_[worker.slot];
@@ -817,7 +818,9 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
     // A serving worker we killed (hung): replaced below like any crash.
   }
   if (worker.generation == starting_) {
-    abandon("worker " + std::to_string(pid) + " exited during start (" + how + ")", now);
+    // The reason `-s reload --wait` prints: a program's last words say why.
+    std::string last = exited.last_output.empty() ? "" : "; its last output: \"" + exited.last_output + "\"";
+    abandon("worker " + std::to_string(pid) + " exited during start (" + how + last + ")", now);
   } else if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
              slots_[worker.slot].pid == pid) {
     PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s)%s", worker.slot, static_cast<int>(pid), how.c_str(),

@@ -195,7 +195,7 @@ class Supervisor {
   // How long a serving worker may be silent before its slot gets no new connections.
   std::uint64_t unresponsive_after_ms(const WorkerInfo& worker) const;
   // status: exit code if the worker exited, else -1; signal: terminating signal or 0.
-  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now);
+  void worker_exited(const event::Exited& exited, std::uint64_t now);
   void stop(StopMode mode, std::uint64_t now);
   // WINCH: retire every worker gracefully and keep the master (and its sockets); a
   // reload brings a new generation back.

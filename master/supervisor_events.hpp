@@ -73,6 +73,9 @@ struct Exited {
   pid_t pid = 0;
   int status = -1;  // exit code, or -1 when killed
   int signal = 0;
+  // An exec program's last line on stderr (else stdout), bounded: a failed
+  // start's reason quotes it. Empty for built-in workers, which report on IPC.
+  std::string last_output;
 };
 struct Timer {};  // the time asked for by effect::ArmTimer has come
 

@@ -30,6 +30,25 @@ TEST(OutputLines, OneLogLinePerLineWhateverTheReads) {
   EXPECT_EQ(c.lines.size(), 4u);
 }
 
+// What a failed start's reason quotes: the last non-blank line, bounded and
+// cleaned, whether it was logged or dropped by the rate limit.
+TEST(OutputLines, TheLastLineIsKeptForAFailedStartsReason) {
+  OutputLines out(/*max_line=*/2048, /*lines_per_second=*/2);
+  Collected c;
+  auto sink = c.sink();
+  EXPECT_EQ(out.last_line(), "");
+  out.feed("Traceback (most recent call last):\n  File \"app.py\"\n", 0, sink);
+  EXPECT_EQ(out.last_line(), "  File \"app.py\"");
+  out.feed("ModuleNotFoundError: No module named 'app'\x1b\n\n  \n", 0, sink);  // over the rate limit
+  EXPECT_EQ(c.lines.size(), 2u);
+  EXPECT_EQ(out.last_line(), "ModuleNotFoundError: No module named 'app'?");
+  out.feed(std::string(1000, 'x') + "\n", 0, sink);
+  EXPECT_EQ(out.last_line(), std::string(kMaxLastLine, 'x'));
+  out.feed("no newline at exit", 0, sink);
+  out.finish(0, sink);
+  EXPECT_EQ(out.last_line(), "no newline at exit");
+}
+
 TEST(OutputLines, LongLinesAreCutAndControlCharactersReplaced) {
   OutputLines out(/*max_line=*/8, 1000);
   Collected c;

@@ -87,8 +87,8 @@ class SupervisorDriver {
   void notice(pid_t pid, std::string_view datagram, std::uint64_t now) {
     handle(event::Notice{pid, parse_notify_message(datagram)}, now);
   }
-  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now) {
-    handle(event::Exited{pid, status, signal}, now);
+  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now, std::string last_output = {}) {
+    handle(event::Exited{pid, status, signal, std::move(last_output)}, now);
   }
   void tick(std::uint64_t now) { handle(event::Timer{}, now); }
   void upgrade(std::uint64_t now) { signal(SIGUSR2, now); }

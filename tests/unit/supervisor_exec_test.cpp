@@ -192,6 +192,42 @@ TEST_F(SupervisorExec, AReloadThatNeverGetsReadyIsAbandonedAtTheStartTimeout) {
   EXPECT_TRUE(io_.signals_to(old0).empty()) << "the old generation keeps serving";
 }
 
+// `-s reload --wait` prints the reason of a failed reload: for a program that
+// exits at once, its exit and its last words (the trampoline's "execv(...): No
+// such file or directory", a traceback's last line), which the operator would
+// otherwise have to find in the error log.
+TEST_F(SupervisorExec, AReloadWhoseProgramExitsAtOnceFailsWithItsLastOutput) {
+  start_ready();
+  sup_.reload(1'000);
+  const auto requested = sup_.notes_of(effect::Notify::What::reload_requested);
+  ASSERT_EQ(requested.size(), 1u);
+  pid_t fresh = 0;
+  for (const auto& [pid, w] : sup_.workers())
+    if (w.generation == 2) fresh = pid;
+  ASSERT_NE(fresh, 0);
+  sup_.worker_exited(fresh, 127, 0, 1'050, "preforkd exec slot=0 gen=2: execv(/srv/app/serve): No such file or directory");
+  EXPECT_EQ(sup_.phase(), MasterPhase::running);
+  EXPECT_EQ(sup_.serving_generation(), 1u);
+  const auto finished = sup_.notes_of(effect::Notify::What::reload_finished);
+  ASSERT_EQ(finished.size(), 1u);
+  EXPECT_FALSE(finished[0].ok);
+  EXPECT_EQ(finished[0].attempt, requested[0].attempt);
+  EXPECT_EQ(finished[0].reason, "reload to generation 2 failed: worker " + std::to_string(fresh) +
+                                    " exited during start (status 127; its last output: \"preforkd exec slot=0 "
+                                    "gen=2: execv(/srv/app/serve): No such file or directory\"); generation 1 "
+                                    "keeps serving");
+  // Without output (a program that said nothing, or a built-in worker) the exit alone.
+  sup_.reload(2'000);
+  for (const auto& [pid, w] : sup_.workers())
+    if (w.generation == 3) fresh = pid;
+  sup_.worker_exited(fresh, 0, SIGSEGV, 2'050);
+  const auto again = sup_.notes_of(effect::Notify::What::reload_finished);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[1].reason, "reload to generation 3 failed: worker " + std::to_string(fresh) +
+                                 " exited during start (signal 11 (" + strsignal(SIGSEGV) +
+                                 ")); generation 1 keeps serving");
+}
+
 TEST_F(SupervisorExec, ExtendTimeoutUsecMovesTheStartDeadline) {
   io_.exec.start_timeout_s = 3;
   start_ready();
