@@ -6,8 +6,9 @@
 // worker-count storms and TTIN/TTOU under `wrk -H 'Connection: close'` (UDP:
 // echo clients) lose nothing; keep-alive clients too where the program stops
 // gracefully. Then the edges (ExecMode.*): what the trampoline hands a program,
-// a program that cannot start, a reload that never gets ready, USR1, the
-// watchdog, an output flood, the admin endpoint, USR2, QUIT and TERM, and a
+// a program that cannot start, a reload that never gets ready or whose program
+// exits at once (through `-s reload --wait`), USR1, the watchdog, an output
+// flood, the admin endpoint and the control socket, USR2, QUIT and TERM, and a
 // reload from built-in workers to a program and back.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 #include "tests/integration/exec_programs.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/integration/load_client.hpp"
+#include "tests/integration/unix_client.hpp"
 #include "tests/integration/wrk.hpp"
 
 using namespace itest;
@@ -365,7 +367,8 @@ TEST(ExecMode, AnExecFailureIsReportedWithItsReason) {
 }
 
 // A reload to a program that never says READY=1: abandoned at the start
-// timeout, its processes killed, the old generation untouched.
+// timeout (a duration with units), its processes killed, the old generation
+// untouched, and `-s reload --wait` says so (exit 1).
 TEST(ExecMode, AReloadThatNeverGetsReadyKeepsTheOldGeneration) {
   ExecServer s(exec_program("go"), {.workers = 2});
   std::string why;
@@ -378,8 +381,11 @@ TEST(ExecMode, AReloadThatNeverGetsReadyKeepsTheOldGeneration) {
              std::regex_replace(s.config_text(), std::regex("command = .*"),
                                 "command = [\"/usr/bin/python3\", \"-c\", \"import time; time.sleep(60)\"]"));
   LoadClient load(LoadClient::Kind::http_close, "127.0.0.1", s.port(), 1);
-  ASSERT_TRUE(s.reload()) << s.server().log();
+  std::string out;
+  EXPECT_EQ(s.server().run_cli("-s reload --wait", &out), 1) << out << s.server().log();
   load.stop();
+  EXPECT_EQ(out, "preforkd: reload failed: reload to generation 2 failed: not ready within 2000 ms; generation 1 "
+                 "keeps serving\n");
   EXPECT_EQ(load.errors(), 0) << load.error_sample();
   std::string log = s.server().log();
   EXPECT_NE(log.find("reload to generation 2 failed: not ready within 2000 ms; generation 1 keeps serving"),
@@ -390,6 +396,45 @@ TEST(ExecMode, AReloadThatNeverGetsReadyKeepsTheOldGeneration) {
   std::sort(after.begin(), after.end());
   EXPECT_EQ(after, before);
   expect_serving(s, 1, 2);
+}
+
+// `-s reload --wait` to a program that exits at once: exit 1, and the reason
+// names the worker, its exit and its last words, so that the operator need
+// not search the error log. No worker of it is left, the old generation
+// serves on, and the next good reload (durations with units) works.
+TEST(ExecMode, ReloadWaitReportsAProgramThatExitsAtOnce) {
+  ExecServer s(exec_program("python-udp"), {.workers = 2});
+  std::string why;
+  ASSERT_TRUE(s.start(&why)) << why;
+  std::vector<pid_t> before = s.workers();
+  std::sort(before.begin(), before.end());
+  const std::string good = s.config_text();
+  write_file(s.server().config_path(),
+             std::regex_replace(good, std::regex("command = .*"),
+                                "command = [\"/usr/bin/python3\", \"/nonexistent/missing.py\"]"));
+  std::string out;
+  EXPECT_EQ(s.server().run_cli("-s reload --wait", &out), 1) << out << s.server().log();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      out, m,
+      std::regex("^preforkd: reload failed: reload to generation 2 failed: worker (\\d+) exited during start "
+                 "\\(status 2; its last output: \".*can't open file '/nonexistent/missing.py': \\[Errno 2\\] No such "
+                 "file or directory\"\\); generation 1 keeps serving\n$")))
+      << out;
+  EXPECT_NE(s.server().log().find("program slot=0 gen=2 pid=" + std::string(m[1]) + ": "), std::string::npos)
+      << "the pid named is the program that failed\n" << s.server().log();
+  ASSERT_TRUE(s.server().wait_workers(2, 10s)) << s.server().log();
+  std::vector<pid_t> after = s.workers();
+  std::sort(after.begin(), after.end());
+  EXPECT_EQ(after, before);
+  expect_serving(s, 1, 2);
+
+  // (This program says READY=1 before the 1.5 s are up; what counts here is
+  // that the master takes the durations.)
+  s.rewrite(2, "ready = \"1500ms\"\nstart_timeout = \"1m\"\n");
+  EXPECT_EQ(s.server().run_cli("-s reload --wait", &out), 0) << out << s.server().log();
+  EXPECT_EQ(out, "preforkd: reloaded: generation 3 serves\n");
+  expect_serving(s, 3, 2);
 }
 
 // USR1 becomes each program's reopen_signal: SIGUSR1 to the Go server, which
@@ -495,6 +540,20 @@ TEST(ExecMode, StatusAndMetricsShowPrograms) {
   }
   std::vector<pid_t> workers = s.workers();
   EXPECT_EQ(pids, std::set<pid_t>(workers.begin(), workers.end()));
+  // The control socket's status (what `preforkd status` reads without [admin]),
+  // next to the pid file: the same workers.
+  std::string control_socket = s.server().pid_file();
+  if (control_socket.ends_with(".pid")) control_socket.resize(control_socket.size() - 4);
+  control_socket += ".sock";
+  const std::string answer = control_exchange(control_socket, "{\"version\":1,\"command\":\"status\"}\n");
+  auto control = nlohmann::json::parse(answer, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(control.is_object()) << answer;
+  ASSERT_EQ(control["status"]["workers"].size(), 2u) << answer;
+  for (const auto& w : control["status"]["workers"]) {
+    EXPECT_EQ(w["kind"], "exec") << w;
+    EXPECT_EQ(w["status"], "serving on fd 3") << w;
+    EXPECT_EQ(pids.count(w["pid"].get<pid_t>()), 1u) << w;
+  }
   auto metrics = http_get(s.admin_port(), "/metrics");
   ASSERT_TRUE(metrics && metrics->status == 200);
   for (pid_t pid : workers) {

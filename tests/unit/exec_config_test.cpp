@@ -96,6 +96,12 @@ TEST_F(ExecConfigTest, ReadinessByDurationSignalsAndTimeout) {
   c = parse("[exec]\ncommand = [\"sh\"]\nready = 1.5\nreopen_signal = \"HUP\"\n" + std::string(kTcp));
   EXPECT_EQ(c.exec.ready_after_s, 1.5);
   EXPECT_EQ(c.exec.reopen_signal, SIGHUP);
+  // The units every duration of the config takes (common/duration.hpp).
+  c = parse("[exec]\ncommand = [\"sh\"]\nready = \"1500ms\"\nstart_timeout = \"1m30s\"\n" + std::string(kTcp));
+  EXPECT_EQ(c.exec.ready_after_s, 1.5);
+  EXPECT_EQ(c.exec.start_timeout_s, 90.0);
+  const std::string bad = error("[exec]\ncommand = [\"sh\"]\nstart_timeout = \"2 fortnights\"\n" + std::string(kTcp));
+  EXPECT_EQ(bad.rfind("3:17: exec.start_timeout: \"2 fortnights\": ", 0), 0u) << bad;
 }
 
 TEST_F(ExecConfigTest, WithoutExecNothingChanges) {
