@@ -151,6 +151,20 @@ class ExecMatrix : public ::testing::TestWithParam<ExecProgram> {
   }
 };
 
+std::vector<pid_t> sorted_workers(const ExecServer& s) {
+  std::vector<pid_t> pids = s.workers();
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
+// After an abandoned reload: only the programs of generation 1 (`before`) are
+// left, and they serve.
+void expect_untouched(ExecServer& s, const std::vector<pid_t>& before) {
+  ASSERT_TRUE(s.server().wait_workers(before.size(), 10s)) << s.server().log();
+  EXPECT_EQ(sorted_workers(s), before);
+  expect_serving(s, 1, before.size());
+}
+
 std::string param_name(const ::testing::TestParamInfo<ExecProgram>& info) {
   std::string name = info.param.name;
   std::replace(name.begin(), name.end(), '-', '_');
@@ -373,8 +387,7 @@ TEST(ExecMode, AReloadThatNeverGetsReadyKeepsTheOldGeneration) {
   ExecServer s(exec_program("go"), {.workers = 2});
   std::string why;
   ASSERT_TRUE(s.start(&why)) << why;
-  std::vector<pid_t> before = s.workers();
-  std::sort(before.begin(), before.end());
+  const std::vector<pid_t> before = sorted_workers(s);
   // Alive, listening (it holds fd 3), but never a word on NOTIFY_SOCKET.
   s.rewrite(2, "start_timeout = \"2s\"\n");
   write_file(s.server().config_path(),
@@ -391,11 +404,7 @@ TEST(ExecMode, AReloadThatNeverGetsReadyKeepsTheOldGeneration) {
   EXPECT_NE(log.find("reload to generation 2 failed: not ready within 2000 ms; generation 1 keeps serving"),
             std::string::npos)
       << log;
-  ASSERT_TRUE(s.server().wait_workers(2, 10s)) << "the abandoned programs are killed";
-  std::vector<pid_t> after = s.workers();
-  std::sort(after.begin(), after.end());
-  EXPECT_EQ(after, before);
-  expect_serving(s, 1, 2);
+  expect_untouched(s, before);  // the abandoned programs are killed
 }
 
 // `-s reload --wait` to a program that exits at once: exit 1, and the reason
@@ -406,8 +415,7 @@ TEST(ExecMode, ReloadWaitReportsAProgramThatExitsAtOnce) {
   ExecServer s(exec_program("python-udp"), {.workers = 2});
   std::string why;
   ASSERT_TRUE(s.start(&why)) << why;
-  std::vector<pid_t> before = s.workers();
-  std::sort(before.begin(), before.end());
+  const std::vector<pid_t> before = sorted_workers(s);
   const std::string good = s.config_text();
   write_file(s.server().config_path(),
              std::regex_replace(good, std::regex("command = .*"),
@@ -423,11 +431,7 @@ TEST(ExecMode, ReloadWaitReportsAProgramThatExitsAtOnce) {
       << out;
   EXPECT_NE(s.server().log().find("program slot=0 gen=2 pid=" + std::string(m[1]) + ": "), std::string::npos)
       << "the pid named is the program that failed\n" << s.server().log();
-  ASSERT_TRUE(s.server().wait_workers(2, 10s)) << s.server().log();
-  std::vector<pid_t> after = s.workers();
-  std::sort(after.begin(), after.end());
-  EXPECT_EQ(after, before);
-  expect_serving(s, 1, 2);
+  expect_untouched(s, before);
 
   // (This program says READY=1 before the 1.5 s are up; what counts here is
   // that the master takes the durations.)
