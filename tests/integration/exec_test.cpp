@@ -8,7 +8,8 @@
 // gracefully. Then the edges (ExecMode.*): what the trampoline hands a program,
 // a program that cannot start, a reload that never gets ready or whose program
 // exits at once (through `-s reload --wait`), USR1, the watchdog, an output
-// flood, the admin endpoint and the control socket, USR2, QUIT and TERM, and a
+// flood, the admin endpoint and the control socket, USR2 (and the manual
+// handover's rollback), QUIT and TERM, and a
 // reload from built-in workers to a program and back.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "tests/integration/harness.hpp"
 #include "tests/integration/load_client.hpp"
 #include "tests/integration/unix_client.hpp"
+#include "tests/integration/upgrade_checks.hpp"
 #include "tests/integration/wrk.hpp"
 
 using namespace itest;
@@ -602,6 +604,53 @@ TEST(ExecMode, Usr2HandsOverToANewMasterWithItsOwnPrograms) {
   EXPECT_EQ(now, group) << "the same slot sockets";
   expect_own_slot_sockets(s, 2);
   expect_serving(s, 1, 2);  // the new master's first generation
+}
+
+// upgrade_handover = "manual" with programs: in the rollback window the new
+// master's programs serve and the old master's are stopped (it keeps the slot
+// sockets); rolling back (HUP to the old master, QUIT to the new) starts the old
+// master's programs again, as its generation 2. No request is lost.
+TEST(ExecMode, AManualUpgradeRollsBackToTheOldMastersPrograms) {
+  ExecServer s(exec_program("go"), {.workers = 2, .top = "upgrade_handover = \"manual\"\n"});
+  std::string why;
+  ASSERT_TRUE(s.start(&why)) << why;
+  const pid_t old_master = s.server().master_pid();
+  const std::string old_tag = std::to_string(old_master) + " master: ";
+  LoadClient load(LoadClient::Kind::http_close, "127.0.0.1", s.port(), 2);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(s.server().signal(SIGUSR2));
+  const pid_t fresh = successor_of(s.server());
+  ASSERT_GT(fresh, 0) << s.server().log();
+  ASSERT_TRUE(s.server().wait_log(old_tag + "upgrade: new master " + std::to_string(fresh) +
+                                      " serves (upgrade_handover = \"manual\")",
+                                  30s))
+      << s.server().log();
+  bool parked = false;  // the old master's only child is the new master
+  for (auto deadline = std::chrono::steady_clock::now() + 15s; !parked && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms))
+    parked = children_of(old_master) == std::vector<pid_t>{fresh};
+  ASSERT_TRUE(parked) << "the old master's programs did not stop\n" << s.server().log();
+  const std::vector<pid_t> new_programs = children_of(fresh);
+  EXPECT_EQ(new_programs.size(), 2u);
+  for (int i = 0; i < 5; ++i) {
+    auto answer = s.ask();
+    ASSERT_TRUE(answer) << s.server().log();
+    EXPECT_EQ(std::count(new_programs.begin(), new_programs.end(), answer->pid), 1) << "a new master's program answers";
+  }
+
+  ASSERT_EQ(kill(old_master, SIGHUP), 0);
+  ASSERT_TRUE(s.server().wait_log(old_tag + "generation 2: all 2 workers ready", 30s)) << s.server().log();
+  ASSERT_EQ(kill(fresh, SIGQUIT), 0);
+  ASSERT_TRUE(wait_gone(fresh, 30s)) << s.server().log();
+  ASSERT_TRUE(s.server().wait_log(old_tag + "rollback complete", 10s)) << s.server().log();
+  std::this_thread::sleep_for(300ms);
+  load.stop();
+  std::cout << "[ figures  ] go manual upgrade, rolled back: " << load.ok() << " ok, " << load.errors() << " failed\n";
+  EXPECT_EQ(load.errors(), 0) << load.error_sample() << "\n" << s.server().log();
+  for (pid_t pid : new_programs) EXPECT_TRUE(process_gone(pid)) << "the new master's program " << pid;
+  ASSERT_TRUE(s.server().wait_workers(2, 10s)) << s.server().log();
+  expect_own_slot_sockets(s, 2);
+  expect_serving(s, 2, 2);
 }
 
 // QUIT: every program gets its stop_signal and the master exits once they are
