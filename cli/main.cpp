@@ -15,12 +15,14 @@
 #include "cli/status_command.hpp"
 #include "cli/wait_command.hpp"
 #include "common/config.hpp"
+#include "common/exec_launch.hpp"
 #include "common/protocol_registry.hpp"
 #include "common/version.hpp"
 #include "master/control.hpp"
 #include "master/master.hpp"
 #include "master/upgrade_report.hpp"
 #include "worker/builtin_protocols.hpp"
+#include "worker/exec_trampoline.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_signals.hpp"
 
@@ -58,6 +60,10 @@ bool register_protocols(std::initializer_list<std::reference_wrapper<preforkd::P
 const char* preforkd::version() { return preforkd::kVersion; }
 
 int preforkd::main(int argc, char** argv, std::initializer_list<std::reference_wrapper<Protocol>> protocols) {
+  // [exec] mode: the master's way to become the operator's program; the program's
+  // arguments follow, so nothing here may parse them (nor register protocols).
+  if (argc > 1 && std::strcmp(argv[1], preforkd::kExecTrampolineFlag) == 0)
+    return preforkd::run_exec_trampoline(argc, argv);
   // Before anything else: until a worker's handlers exist, a signal relayed by the
   // master (USR1 for a log rotation) must wait rather than kill it.
   for (int i = 1; i < argc; ++i)

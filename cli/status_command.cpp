@@ -173,11 +173,20 @@ int print_status(const Config& config) {
                 doc.value("active", 0ULL), doc.value("requests", 0ULL));
     std::printf("%-4s %-8s %-4s %-9s %-9s %10s %7s %10s %8s\n", "SLOT", "PID", "GEN", "STATE", "UPTIME", "ACCEPTED",
                 "ACTIVE", "REQUESTS", "RESTARTS");
+    // A counter a worker does not report (an [exec] program's) is "-", not 0.
+    auto counter = [](const Json& w, const char* key) {
+      return w.contains(key) ? std::to_string(w.value(key, 0ULL)) : std::string("-");
+    };
     for (const Json& w : doc["workers"]) {
-      std::printf("%-4d %-8lld %-4u %-9s %-9s %10llu %7llu %10llu %8u\n", w.value("slot", 0), w.value("pid", 0LL),
+      std::printf("%-4d %-8lld %-4u %-9s %-9s %10s %7s %10s %8u", w.value("slot", 0), w.value("pid", 0LL),
                   w.value("generation", 0u), w.value("state", "?").c_str(), duration(w.value("uptime_s", 0.0)).c_str(),
-                  w.value("accepted", 0ULL), w.value("active", 0ULL), w.value("requests", 0ULL),
+                  counter(w, "accepted").c_str(), counter(w, "active").c_str(), counter(w, "requests").c_str(),
                   w.value("restarts", 0u));
+      if (w.value("kind", "") == "exec") {
+        const std::string status = w.value("status", "");
+        std::printf("  exec%s%s", status.empty() ? "" : ": ", status.c_str());
+      }
+      std::printf("\n");
     }
   } catch (const Json::exception& e) {
     std::fprintf(stderr, "preforkd: status document: %s\n", e.what());

@@ -15,6 +15,7 @@
 #include <toml++/toml.h>
 
 #include "common/duration.hpp"
+#include "common/exec_config_loader.hpp"
 #include "common/user_lookup.hpp"
 
 namespace preforkd {
@@ -124,7 +125,7 @@ class Loader {
     reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
                                    "log", "listen", "user", "group", "worker_rlimit_nofile", "max_requests",
                                    "max_requests_jitter", "admin", "control_socket",
-                                   "upgrade_handover"});
+                                   "upgrade_handover", "exec"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -156,7 +157,11 @@ class Loader {
         fail(n->source(), "max_requests_jitter", "needs max_requests > 0 (jitter alone recycles nothing)");
     }
     if (const toml::node* n = root.get("admin")) config.admin = admin_settings(*n);
+    // Before the listeners: with [exec] their protocols are transports.
+    if (const toml::node* n = root.get("exec")) config.exec = exec_settings(*n);
     config.listeners = listeners(root);
+    ExecReader exec_reader(*this);
+    check_exec_mode(root, config, exec_reader);
     if (const toml::node* n = root.get("admin"); n != nullptr && config.admin.enabled) {
       for (size_t j = 0; j < config.listeners.size(); ++j) {
         if (!is_datagram(config.listeners[j].protocol) && config.listeners[j].address == config.admin.address) {
@@ -408,8 +413,9 @@ class Loader {
     reject_keys(
         t, path,
         [&](std::string_view key) {
+          // With [exec] the transport keys too are the program's business (no worker applies them).
           return contains(kCommonListenerKeys, key) || spec.key(key) != nullptr ||
-                 (stream ? contains(kStreamListenerKeys, key) : contains(kDatagramListenerKeys, key));
+                 (!exec_mode_ && (stream ? contains(kStreamListenerKeys, key) : contains(kDatagramListenerKeys, key)));
         },
         "not allowed for protocol \"" + spec.name + "\"", /*at_value=*/true);
     if (const toml::node* n = t.get("send_timeout")) out.send_timeout_s = seconds(*n, key_path(path, "send_timeout"));
@@ -510,7 +516,21 @@ class Loader {
 
   const ProtocolSpec& protocol(const toml::node& node, std::string_view key) const {
     const std::string& name = expect_string(node, key);
+    // Exec-mode transports ([exec], common/exec_config.hpp): the program speaks the
+    // protocol, a listener only names its socket's transport; and without [exec]
+    // those names have nobody to speak them (unless a protocol took the name).
+    if (exec_mode_) {
+      if (const ProtocolSpec* transport = exec_transport(name)) return *transport;
+      fail(node.source(), key,
+           "protocol \"" + name + "\" with [exec]: the program speaks the protocol and a listener names its "
+           "transport, \"tcp\" or \"udp\"");
+    }
     if (const ProtocolSpec* spec = protocols_.find(name)) return *spec;
+    if (exec_transport(name) != nullptr) {
+      fail(node.source(), key,
+           "protocol \"" + name + "\" needs an [exec] program to speak it (protocols of this binary: " +
+               protocols_.expected_names() + ")");
+    }
     fail(node.source(), key, "unknown protocol \"" + name + "\" (expected " + protocols_.expected_names() + ")");
   }
 
@@ -546,9 +566,47 @@ class Loader {
     return canonical;
   }
 
+  // [exec] is parsed in common/exec_config_loader.cpp through the loader's own
+  // readers, so its errors look like every other key's.
+  class ExecReader final : public ConfigReader {
+   public:
+    explicit ExecReader(Loader& loader) : l_(loader) {}
+    void reject_unknown_keys(const toml::table& table, std::string_view prefix,
+                             std::initializer_list<std::string_view> known) const override {
+      l_.reject_unknown_keys(table, prefix, known);
+    }
+    const std::string& non_empty_string(const toml::node& node, std::string_view key) const override {
+      return l_.non_empty_string(node, key);
+    }
+    const toml::table& expect_table(const toml::node& node, std::string_view key) const override {
+      return l_.expect_table(node, key);
+    }
+    double seconds(const toml::node& node, std::string_view key) const override { return l_.seconds(node, key); }
+    std::string resolve(const toml::node& node, std::string_view key, std::string_view path) override {
+      return l_.resolve(node, key, path);
+    }
+    std::string checked_directory(const toml::node& node, const std::string& key) override {
+      return l_.checked_directory(node, key);
+    }
+
+   private:
+    void raise(const toml::source_region& at, std::string_view key, std::string_view message) const override {
+      l_.fail(at, key, message);
+    }
+    Loader& l_;
+  };
+
+  ExecConfig exec_settings(const toml::node& node) {
+    ExecReader reader(*this);
+    ExecConfig exec = parse_exec_section(node, reader);
+    exec_mode_ = exec.enabled();
+    return exec;
+  }
+
   const std::string source_path_;
   const ProtocolRegistry& protocols_;
   std::string base_dir_;
+  bool exec_mode_ = false;  // [exec]: listeners carry transports, not built-in protocols
 };
 
 }  // namespace

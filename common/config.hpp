@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/exec_config.hpp"
 #include "common/limits.hpp"
 #include "common/log.hpp"
 #include "common/protocol_registry.hpp"
@@ -105,6 +106,7 @@ struct Config {
   std::uint64_t max_requests_jitter = 0;   // each worker's limit adds a random 0..jitter
   LogConfig log;
   AdminConfig admin;
+  ExecConfig exec;  // exec mode: every slot runs exec.command instead of a built-in worker
   std::vector<ListenerConfig> listeners;
 };
 

@@ -23,6 +23,7 @@
 #include "common/log.hpp"
 #include "common/uv_handle.hpp"
 #include "master/control_commands.hpp"
+#include "master/exec_worker.hpp"
 #include "master/kernel_features.hpp"
 #include "master/log_files.hpp"
 #include "master/observability.hpp"
@@ -45,7 +46,10 @@ SupervisorOptions supervisor_options(const Config& config) {
   return options;
 }
 
-class Master final : public WorkerProcess::Events, public ControlCommands::Actions, public Upgrade::Events {
+class Master final : public WorkerProcess::Events,
+                     public ExecWorker::Events,
+                     public ControlCommands::Actions,
+                     public Upgrade::Events {
  public:
   Master(uv_loop_t* loop, const Config& config, const std::string& config_text, pid_t upgrade_from)
       : loop_(loop),
@@ -312,12 +316,22 @@ class Master final : public WorkerProcess::Events, public ControlCommands::Actio
       fds.push_back(fd);
     }
     apply_steering();
+    if (gen.config.exec.enabled()) return spawn_exec_worker(slot, generation, gen.config, fds);
     auto worker = std::make_unique<WorkerProcess>(loop_, *this);
     ipc::Start start{generation, static_cast<std::uint32_t>(slot), gen.config.source_path, gen.text, {}};
     pid_t pid = worker->spawn(std::move(start), fds);
     if (pid <= 0) return pid;
     workers_[pid] = std::move(worker);
     set_nice(pid, kStartingNice);
+    return pid;
+  }
+
+  // [exec]: the operator's program in the slot. No nice boost: a program may fork
+  // its own workers, which would keep the raised priority for good.
+  pid_t spawn_exec_worker(int slot, unsigned generation, const Config& config, const std::vector<int>& fds) {
+    auto worker = std::make_unique<ExecWorker>(loop_, *this);
+    pid_t pid = worker->spawn(slot, generation, config, fds, ++exec_serial_, supervisor_.worker_timeout_ms() * 1000);
+    if (pid > 0) exec_workers_[pid] = std::move(worker);
     return pid;
   }
 
@@ -367,9 +381,16 @@ class Master final : public WorkerProcess::Events, public ControlCommands::Actio
     dispatch(event::ProtocolError{pid, error});
   }
 
+  void on_exec_notice(pid_t pid, const NotifyMessage& message) override { dispatch(event::Notice{pid, message}); }
+
   void on_worker_exit(pid_t pid, int status, int signal) override {
     workers_.erase(pid);
-    dispatch(event::Exited{pid, status, signal});
+    dispatch(event::Exited{pid, status, signal, {}});
+  }
+
+  void on_exec_exit(pid_t pid, int status, int signal, std::string last_output) override {
+    exec_workers_.erase(pid);
+    dispatch(event::Exited{pid, status, signal, std::move(last_output)});
   }
 
  private:
@@ -494,6 +515,8 @@ class Master final : public WorkerProcess::Events, public ControlCommands::Actio
   std::vector<UvHandle<uv_signal_t>> signals_;
   SlotSockets sockets_;
   std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;  // the I/O objects; the state is the supervisor's
+  std::map<pid_t, std::unique_ptr<ExecWorker>> exec_workers_;  // likewise, for [exec] programs
+  std::uint64_t exec_serial_ = 0;                               // makes each notify socket's name unique
   std::deque<Event> pending_;                                // answers to effects, not yet handed to the supervisor
   bool dispatching_ = false;
   effect::Steer steering_;  // the supervisor's last word on where new connections go

@@ -181,12 +181,23 @@ std::string render_prometheus(const MetricsSnapshot& s) {
   for (const auto& g : s.generations)
     out.sample("preforkd_generation_requests_total", generation_label(g.generation), g.counters.requests);
 
-  out.family("preforkd_worker_accepted_connections_total", "counter", "Connections accepted by a live worker (last heartbeat).");
-  for (const auto& w : s.workers) out.sample("preforkd_worker_accepted_connections_total", worker_labels(w), w.counters.accepted);
-  out.family("preforkd_worker_active_connections", "gauge", "Connections open in a live worker (last heartbeat).");
-  for (const auto& w : s.workers) out.sample("preforkd_worker_active_connections", worker_labels(w), w.counters.active);
-  out.family("preforkd_worker_requests_total", "counter", "Requests answered by a live worker (last heartbeat).");
-  for (const auto& w : s.workers) out.sample("preforkd_worker_requests_total", worker_labels(w), w.counters.requests);
+  out.family("preforkd_worker_info", "gauge",
+             "Live workers: kind builtin (preforkd's own) or exec (the [exec] program), and state; always 1.");
+  for (const auto& w : s.workers)
+    out.sample("preforkd_worker_info",
+               worker_labels(w) + ",kind=\"" + (w.exec ? "exec" : "builtin") + "\",state=\"" + escape_label(w.state) +
+                   "\"",
+               std::uint64_t{1});
+  // Counters exist for built-in workers only: a program's connections never pass through preforkd.
+  out.family("preforkd_worker_accepted_connections_total", "counter", "Connections accepted by a live built-in worker (last heartbeat).");
+  for (const auto& w : s.workers)
+    if (!w.exec) out.sample("preforkd_worker_accepted_connections_total", worker_labels(w), w.counters.accepted);
+  out.family("preforkd_worker_active_connections", "gauge", "Connections open in a live built-in worker (last heartbeat).");
+  for (const auto& w : s.workers)
+    if (!w.exec) out.sample("preforkd_worker_active_connections", worker_labels(w), w.counters.active);
+  out.family("preforkd_worker_requests_total", "counter", "Requests answered by a live built-in worker (last heartbeat).");
+  for (const auto& w : s.workers)
+    if (!w.exec) out.sample("preforkd_worker_requests_total", worker_labels(w), w.counters.requests);
   return out.take();
 }
 
@@ -215,15 +226,19 @@ std::string render_status_json(const MetricsSnapshot& s) {
   doc["requests"] = s.total.requests;
   Json workers = Json::array();
   for (const auto& w : s.workers) {
-    workers.push_back({{"slot", w.slot},
-                       {"pid", w.pid},
-                       {"generation", w.generation},
-                       {"state", w.state},
-                       {"uptime_s", w.uptime_s},
-                       {"accepted", w.counters.accepted},
-                       {"active", w.counters.active},
-                       {"requests", w.counters.requests},
-                       {"restarts", w.slot_restarts}});
+    Json worker = {{"slot", w.slot},         {"pid", w.pid},
+                   {"generation", w.generation}, {"kind", w.exec ? "exec" : "builtin"},
+                   {"state", w.state},       {"uptime_s", w.uptime_s}};
+    if (w.exec) {
+      // No counters: absent, not 0 (preforkd never sees a program's requests).
+      worker["status"] = w.status;
+    } else {
+      worker["accepted"] = w.counters.accepted;
+      worker["active"] = w.counters.active;
+      worker["requests"] = w.counters.requests;
+    }
+    worker["restarts"] = w.slot_restarts;
+    workers.push_back(std::move(worker));
   }
   doc["workers"] = std::move(workers);
   return doc.dump(2) + "\n";

@@ -48,8 +48,10 @@ struct WorkerSnapshot {
   unsigned generation = 0;
   std::string state;  // starting, ready, draining
   double uptime_s = 0;
-  ipc::Counters counters;
+  ipc::Counters counters;  // built-in workers only: a program's requests never pass through preforkd
   unsigned slot_restarts = 0;
+  bool exec = false;   // [exec]: the operator's program
+  std::string status;  // a program's last STATUS= (sd_notify)
 };
 
 struct GenerationSnapshot {

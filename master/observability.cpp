@@ -163,6 +163,8 @@ MetricsSnapshot Observability::snapshot() const {
     ws.uptime_s = static_cast<double>(now - w.started_ms) / 1000.0;
     ws.counters = supervisor_.ledger().counters_of(pid);
     ws.slot_restarts = w.slot < static_cast<int>(slots.size()) ? slots[w.slot].restarts : 0;
+    ws.exec = w.exec;
+    ws.status = w.status;
     s.workers.push_back(ws);
     ++per_generation[w.generation];
   }

@@ -13,6 +13,8 @@ namespace {
 
 unsigned long long ull(std::uint64_t v) { return static_cast<unsigned long long>(v); }
 
+std::uint64_t to_ms(double seconds) { return static_cast<std::uint64_t>(seconds * 1000); }
+
 std::string describe_exit(int status, int signal) {
   if (signal) return "signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
   return "status " + std::to_string(status);
@@ -176,6 +178,26 @@ void Supervisor::on(const event::WorkerMessage& message, std::uint64_t now) {
   }
 }
 
+// Order within one datagram: what it says about itself first, READY=1 last but
+// one (it may promote a generation), STOPPING=1 last.
+void Supervisor::on(const event::Notice& notice, std::uint64_t now) {
+  auto it = workers_.find(notice.pid);
+  if (it == workers_.end() || !it->second.exec) return;
+  WorkerInfo& worker = it->second;
+  const NotifyMessage& message = notice.message;
+  if (message.status) worker.status = *message.status;
+  if (message.extend_timeout_usec) extend_deadline(worker, *message.extend_timeout_usec, now);
+  if (message.watchdog) {
+    if (!worker.heartbeats)
+      PF_LOG_INFO("slot %d: worker %d sends WATCHDOG=1: worker_timeout applies to it from now on", worker.slot,
+                  static_cast<int>(worker.pid));
+    worker.heartbeats = true;
+    worker_alive(worker, now);
+  }
+  if (message.ready) worker_ready(notice.pid, now);
+  if (message.stopping && !worker.announced_stopping) program_stopping(worker);
+}
+
 void Supervisor::on(const event::ProtocolError& error, std::uint64_t) {
   // A worker that cannot speak the protocol cannot be supervised: replace it.
   PF_LOG_ERROR("worker %d: bad ipc message (%s); killing it", static_cast<int>(error.pid), error.error.c_str());
@@ -183,7 +205,7 @@ void Supervisor::on(const event::ProtocolError& error, std::uint64_t) {
 }
 
 void Supervisor::on(const event::Exited& exited, std::uint64_t now) {
-  worker_exited(exited.pid, exited.status, exited.signal, now);
+  worker_exited(exited, now);
 }
 
 // --- Start and reload ----------------------------------------------------------------
@@ -205,6 +227,7 @@ void Supervisor::generation_prepared(unsigned generation, GenerationPtr config, 
   if (phase_ != MasterPhase::reloading || generation != starting_ || !config) return;
   generations_[generation] = config;
   starting_count_ = config->config.workers;
+  start_due_ms_ = starting_since_ms_ + start_timeout_ms(config->config);
   PF_LOG_NOTICE("reload: starting generation %u with %d worker(s)", generation, starting_count_);
   spawn_for_generation(0);
 }
@@ -386,10 +409,19 @@ void Supervisor::spawn(int slot, unsigned generation, SpawnPurpose purpose) {
 
 void Supervisor::add_worker(const event::Spawned& spawned, std::uint64_t now) {
   WorkerInfo worker{spawned.pid, spawned.slot, spawned.generation, WorkerState::starting, now, now, 0, false, 0};
+  worker.start_due_ms = now + options_.start_timeout_ms;
+  if (const ExecConfig* exec = exec_of(spawned.generation)) {
+    worker.exec = true;
+    worker.heartbeats = false;  // until its first WATCHDOG=1
+    worker.start_due_ms = now + to_ms(exec->start_timeout_s);
+    if (!exec->ready_on_notify()) worker.ready_due_ms = now + to_ms(exec->ready_after_s);
+  }
   // gunicorn's semantics: max_requests plus a random 0..jitter, drawn per
   // worker so that workers started together are not all recycled together.
   // (An unwanted spawn's generation may be gone already: it is killed anyway.)
-  if (auto it = generations_.find(spawned.generation); it != generations_.end() && it->second->config.max_requests)
+  // A program's requests are not counted, so it is never recycled.
+  if (auto it = generations_.find(spawned.generation);
+      it != generations_.end() && it->second->config.max_requests && !worker.exec)
     worker.request_limit =
         it->second->config.max_requests + spawned.draw % (it->second->config.max_requests_jitter + 1);
   workers_[spawned.pid] = worker;
@@ -567,8 +599,27 @@ void Supervisor::schedule_restart(int slot, std::uint64_t now) {
 
 void Supervisor::retire_worker(WorkerInfo& worker, bool successor, std::uint64_t now) {
   worker.state = WorkerState::retiring;
+  const std::uint32_t linger = linger_for(worker, successor);
   worker.kill_due_ms = now + options_.graceful_timeout_ms;
-  out_.push_back(effect::Retire{worker.pid, linger_for(worker, successor)});
+  if (!worker.exec) {
+    out_.push_back(effect::Retire{worker.pid, linger});
+    return;
+  }
+  // A program has no retire message: it keeps serving through the linger (new
+  // connections are steered elsewhere already), then gets its stop signal, and
+  // graceful_timeout counts from there.
+  worker.stop_due_ms = now + linger;
+  worker.kill_due_ms += linger;
+  if (linger == 0) send_stop_signal(worker);
+}
+
+void Supervisor::send_stop_signal(WorkerInfo& worker) {
+  const ExecConfig* exec = exec_of(worker.generation);
+  const int signum = exec != nullptr ? exec->stop_signal : SIGTERM;
+  worker.stop_sent = true;
+  PF_LOG_INFO("slot %d: asking worker %d of generation %u to stop (SIG%s)", worker.slot,
+              static_cast<int>(worker.pid), worker.generation, std::string(exec_signal_name(signum)).c_str());
+  out_.push_back(effect::Signal{worker.pid, signum});
 }
 
 // Linger unless every socket this worker polls is polled by its successor too.
@@ -601,7 +652,7 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
   worker.was_ready = true;
   if (worker.reopen_due) {
     worker.reopen_due = false;
-    out_.push_back(effect::Signal{pid, SIGUSR1});
+    if (int signum = reopen_signal_of(worker)) out_.push_back(effect::Signal{pid, signum});
   }
   if (worker.drain) {
     // Lingers: accepts what is queued (and what is still arriving) on the slot's
@@ -644,29 +695,97 @@ void Supervisor::worker_ready(pid_t pid, std::uint64_t now) {
 void Supervisor::worker_heartbeat(pid_t pid, const ipc::Counters& counters, std::uint64_t now) {
   auto it = workers_.find(pid);
   if (it == workers_.end()) return;
-  it->second.last_seen_ms = now;
   ledger_.update(pid, it->second.generation, counters);
-  const WorkerInfo& worker = it->second;
-  if (worker.generation == serving_ && worker.state == WorkerState::ready &&
-      worker.slot < static_cast<int>(slots_.size()) && slots_[worker.slot].pid == pid &&
-      slots_[worker.slot].steered_away) {
-    PF_LOG_NOTICE("slot %d: worker %d answers again; steering new connections back to it", worker.slot,
-                  static_cast<int>(pid));
-    slots_[worker.slot].steered_away = false;
-  }
+  worker_alive(it->second, now);
   // max_requests is checked here, at heartbeat pace (1 s), not per request: the
   // master already has the counters, and a worker need not know its budget.
   if (it->second.request_limit != 0 && counters.requests >= it->second.request_limit) recycle(pid, now);
 }
 
-void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t now) {
+void Supervisor::worker_alive(WorkerInfo& worker, std::uint64_t now) {
+  worker.last_seen_ms = now;
+  // One that said it is stopping stays steered away: it is on its way out.
+  if (fills_its_slot(worker) && slots_[worker.slot].steered_away && !worker.announced_stopping) {
+    PF_LOG_NOTICE("slot %d: worker %d answers again; steering new connections back to it", worker.slot,
+                  static_cast<int>(worker.pid));
+    slots_[worker.slot].steered_away = false;
+  }
+}
+
+void Supervisor::extend_deadline(WorkerInfo& worker, std::uint64_t usec, std::uint64_t now) {
+  // systemd's meaning: the deadline of the current state becomes at least now + usec.
+  const std::uint64_t until = now + (usec + 999) / 1000;
+  if (worker.state == WorkerState::starting) {
+    worker.start_due_ms = std::max(worker.start_due_ms, until);
+    if (worker.generation == starting_) start_due_ms_ = std::max(start_due_ms_, until);
+  } else if (worker.state == WorkerState::retiring && !stopping()) {
+    worker.kill_due_ms = std::max(worker.kill_due_ms, until);
+  } else {
+    return;
+  }
+  PF_LOG_INFO("slot %d: worker %d extends its %s deadline by %llu ms", worker.slot, static_cast<int>(worker.pid),
+              worker.state == WorkerState::starting ? "start" : "stop", ull((usec + 999) / 1000));
+}
+
+void Supervisor::program_stopping(WorkerInfo& worker) {
+  worker.announced_stopping = true;
+  if (worker.state == WorkerState::retiring || stopping()) {
+    PF_LOG_INFO("slot %d: worker %d is stopping", worker.slot, static_cast<int>(worker.pid));
+    return;
+  }
+  // Unasked: it is going to exit. Its socket's queue waits for the replacement;
+  // nothing new should join it meanwhile.
+  PF_LOG_NOTICE("slot %d: worker %d announced STOPPING=1 unasked; new connections go to the other slots until it "
+                "is replaced", worker.slot, static_cast<int>(worker.pid));
+  if (fills_its_slot(worker)) slots_[worker.slot].steered_away = true;
+}
+
+void Supervisor::ready_by_age(std::uint64_t now) {
+  std::vector<pid_t> due;
+  for (const auto& [pid, worker] : workers_)
+    if (worker.state == WorkerState::starting && !worker.killed && worker.ready_due_ms != 0 &&
+        now >= worker.ready_due_ms)
+      due.push_back(pid);
+  for (pid_t pid : due) {
+    auto it = workers_.find(pid);
+    if (it == workers_.end() || it->second.state != WorkerState::starting) continue;
+    PF_LOG_INFO("slot %d: worker %d alive for %llu ms: ready", it->second.slot, static_cast<int>(pid),
+                ull(now - it->second.started_ms));
+    worker_ready(pid, now);
+  }
+}
+
+const ExecConfig* Supervisor::exec_of(unsigned generation) const {
+  auto it = generations_.find(generation);
+  return it != generations_.end() && it->second->config.exec.enabled() ? &it->second->config.exec : nullptr;
+}
+
+std::uint64_t Supervisor::start_timeout_ms(const Config& config) const {
+  return config.exec.enabled() ? to_ms(config.exec.start_timeout_s) : options_.start_timeout_ms;
+}
+
+int Supervisor::reopen_signal_of(const WorkerInfo& worker) const {
+  if (!worker.exec) return SIGUSR1;
+  const ExecConfig* exec = exec_of(worker.generation);
+  return exec != nullptr ? exec->reopen_signal : 0;
+}
+
+std::uint64_t Supervisor::unresponsive_after_ms(const WorkerInfo& worker) const {
+  // A program pings at an interval of its choosing within WATCHDOG_USEC
+  // (= worker_timeout; sd_watchdog_enabled(3) suggests half): silent for three
+  // quarters of it, it has missed a ping.
+  return worker.exec ? options_.worker_timeout_ms / 4 * 3 : options_.unresponsive_after_ms;
+}
+
+void Supervisor::worker_exited(const event::Exited& exited, std::uint64_t now) {
+  const pid_t pid = exited.pid;
   auto it = workers_.find(pid);
   if (it == workers_.end()) return;
   WorkerInfo worker = it->second;
   workers_.erase(it);
   ledger_.retire(pid);
   notify(effect::Notify::What::worker_gone, worker.generation, false, pid);
-  std::string how = describe_exit(status, signal);
+  std::string how = describe_exit(exited.status, exited.signal);
   // While stopping, every exit is expected and only counts towards the end (below).
   if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) && !stopping()) {
     SlotInfo& slot = slots_[worker.slot];
@@ -699,10 +818,13 @@ void Supervisor::worker_exited(pid_t pid, int status, int signal, std::uint64_t 
     // A serving worker we killed (hung): replaced below like any crash.
   }
   if (worker.generation == starting_) {
-    abandon("worker " + std::to_string(pid) + " exited during start (" + how + ")", now);
+    // The reason `-s reload --wait` prints: a program's last words say why.
+    std::string last = exited.last_output.empty() ? "" : "; its last output: \"" + exited.last_output + "\"";
+    abandon("worker " + std::to_string(pid) + " exited during start (" + how + last + ")", now);
   } else if (worker.generation == serving_ && worker.slot < static_cast<int>(slots_.size()) &&
              slots_[worker.slot].pid == pid) {
-    PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s)", worker.slot, static_cast<int>(pid), how.c_str());
+    PF_LOG_ERROR("slot %d: worker %d exited unexpectedly (%s)%s", worker.slot, static_cast<int>(pid), how.c_str(),
+                 worker.announced_stopping ? ", after announcing STOPPING=1" : "");
     ++worker_crashes_;
     SlotInfo& slot = slots_[worker.slot];
     bool was_healthy = worker.state == WorkerState::ready &&
@@ -759,6 +881,9 @@ void Supervisor::stop(StopMode mode, std::uint64_t now) {
   for (auto& [pid, worker] : workers_) {
     if (mode == StopMode::fast) {
       out_.push_back(effect::Signal{pid, SIGTERM});
+      worker.stop_sent = true;
+    } else if (worker.exec) {
+      if (!worker.stop_sent) send_stop_signal(worker);  // one still lingering, too: the sockets go now
     } else if (worker.state != WorkerState::retiring) {
       out_.push_back(effect::Signal{pid, SIGQUIT});
     }
@@ -793,14 +918,16 @@ void Supervisor::reopen_logs() {
   // Only a worker that has said it is ready has its handlers: to one still starting
   // the signal would be fatal. It may have opened its logs before the rename, so it
   // is told as soon as it is ready.
+  // A program may have asked for another signal, or none (reopen_signal).
   std::size_t ready = 0;
   for (auto& [pid, worker] : workers_) {
+    if (reopen_signal_of(worker) == 0) continue;
     if (worker.was_ready) ++ready;
     else if (worker.state == WorkerState::starting) worker.reopen_due = true;
   }
   out_.push_back(effect::ReopenLogs{it == generations_.end() ? nullptr : it->second, ready});
   for (const auto& [pid, worker] : workers_)
-    if (worker.was_ready) out_.push_back(effect::Signal{pid, SIGUSR1});
+    if (worker.was_ready && reopen_signal_of(worker) != 0) out_.push_back(effect::Signal{pid, reopen_signal_of(worker)});
 }
 
 void Supervisor::recycle(pid_t pid, std::uint64_t) {
@@ -828,6 +955,7 @@ void Supervisor::take_over(WorkerInfo& successor, std::uint64_t now) {
 }
 
 void Supervisor::tick(std::uint64_t now) {
+  if (!stopping()) ready_by_age(now);
   if (phase_ == MasterPhase::running || phase_ == MasterPhase::reloading) {
     for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
       if (slots_[slot].pid == 0 && !spawning(serving_, static_cast<int>(slot)) && slots_[slot].restart_due_ms <= now) {
@@ -837,20 +965,25 @@ void Supervisor::tick(std::uint64_t now) {
     }
   }
   if (phase_ == MasterPhase::reloading && now >= start_due_ms_) {
-    abandon("not ready within " + std::to_string(options_.start_timeout_ms) + " ms", now);
+    abandon("not ready within " + std::to_string(start_due_ms_ - starting_since_ms_) + " ms", now);
   }
   for (auto& [pid, worker] : workers_) {
     if (worker.killed) continue;
+    if (worker.state == WorkerState::retiring && worker.exec && !worker.stop_sent && now >= worker.stop_due_ms &&
+        !stopping())
+      send_stop_signal(worker);  // its linger is over
     if (worker.state == WorkerState::retiring && now >= worker.kill_due_ms && !stopping()) {
       kill_worker(worker, "still draining after graceful_timeout");
     } else if (worker.generation == serving_ && !stopping()) {
-      if (worker.state == WorkerState::starting && now - worker.started_ms >= options_.start_timeout_ms) {
+      if (worker.state == WorkerState::starting && now >= worker.start_due_ms) {
         kill_worker(worker, "not ready within the start timeout");
-      } else if (worker.state == WorkerState::ready && now - worker.last_seen_ms >= options_.worker_timeout_ms) {
-        std::string why = "no heartbeat for " + std::to_string(now - worker.last_seen_ms) + " ms";
+      } else if (worker.state == WorkerState::ready && worker.heartbeats &&
+                 now - worker.last_seen_ms >= options_.worker_timeout_ms) {
+        std::string why = (worker.exec ? "no WATCHDOG=1 for " : "no heartbeat for ") +
+                          std::to_string(now - worker.last_seen_ms) + " ms";
         kill_worker(worker, why.c_str());
-      } else if (fills_its_slot(worker) && !slots_[worker.slot].steered_away &&
-                 now - worker.last_seen_ms >= options_.unresponsive_after_ms) {
+      } else if (fills_its_slot(worker) && worker.heartbeats && !slots_[worker.slot].steered_away &&
+                 now - worker.last_seen_ms >= unresponsive_after_ms(worker)) {
         // Its socket's queue waits for it (or its replacement); nothing new joins it.
         PF_LOG_WARN("slot %d: worker %d silent for %llu ms; steering new connections away from it", worker.slot,
                     static_cast<int>(pid), ull(now - worker.last_seen_ms));
@@ -888,11 +1021,15 @@ void Supervisor::rearm_timer() {
     if (phase_ == MasterPhase::reloading) consider(start_due_ms_);
     for (const auto& [pid, worker] : workers_) {
       if (worker.killed) continue;
-      if (worker.state == WorkerState::retiring) consider(worker.kill_due_ms);
-      else if (worker.generation != serving_) continue;
-      else if (worker.state == WorkerState::starting) consider(worker.started_ms + options_.start_timeout_ms);
+      if (worker.state == WorkerState::starting && worker.ready_due_ms != 0) consider(worker.ready_due_ms);
+      if (worker.state == WorkerState::retiring) {
+        consider(worker.kill_due_ms);
+        if (worker.exec && !worker.stop_sent) consider(worker.stop_due_ms);
+      } else if (worker.generation != serving_) continue;
+      else if (worker.state == WorkerState::starting) consider(worker.start_due_ms);
+      else if (!worker.heartbeats) continue;  // a program that never sent WATCHDOG=1: supervised by its exit
       else if (fills_its_slot(worker) && !slots_[worker.slot].steered_away)
-        consider(worker.last_seen_ms + std::min(options_.unresponsive_after_ms, options_.worker_timeout_ms));
+        consider(worker.last_seen_ms + std::min(unresponsive_after_ms(worker), options_.worker_timeout_ms));
       else consider(worker.last_seen_ms + options_.worker_timeout_ms);
     }
   }

@@ -14,6 +14,12 @@
 //   slot of the serving generation: a worker, or backing-off until its restart is due;
 //   recycle (max_requests): slot's worker --recycle--> + successor starting --successor ready-->
 //                           successor fills the slot, the old worker retires (handover as in a reload)
+//   exec worker ([exec]: the operator's program, speaking sd_notify instead of IPC):
+//            starting --READY=1, or alive for `ready`--> ready --retire--> retiring
+//            (keeps serving through the linger) --stop_signal--> --exit--> (gone);
+//            WATCHDOG=1 is its heartbeat (worker_timeout applies from the first one),
+//            EXTEND_TIMEOUT_USEC= moves its start (or stop) deadline, STOPPING=1
+//            unasked steers new connections away from its slot until it is replaced.
 //
 // parked (nginx's WINCH): every worker retires gracefully and no slot is refilled; the
 // master keeps its slot sockets (connections queue in their backlogs), so a following
@@ -91,6 +97,15 @@ struct WorkerInfo {
   bool was_ready = false;           // has said it is ready: its signal handlers exist
   bool reopen_due = false;          // a USR1 came while it was starting: tell it once ready
   bool drain = false;               // started only to take what is queued on a slot that goes away
+  std::uint64_t start_due_ms = 0;   // starting: not ready by then = failed
+  // Exec mode: the worker is the operator's program (master/exec_worker.hpp).
+  bool exec = false;
+  bool heartbeats = true;            // judged by worker_timeout: built-ins always, a program once it sent WATCHDOG=1
+  std::uint64_t ready_due_ms = 0;    // ready = duration: alive until then = ready; 0: waits for READY=1
+  std::uint64_t stop_due_ms = 0;     // retiring: its stop_signal is due (after the linger)
+  bool stop_sent = false;            // it has been sent stop_signal (or a stop's TERM)
+  bool announced_stopping = false;   // it sent STOPPING=1
+  std::string status = {};           // its last STATUS= text
 };
 
 // A slot of the serving generation: who fills it, or when it will be filled again.
@@ -133,6 +148,8 @@ class Supervisor {
   unsigned worker_crashes() const { return worker_crashes_; }
   // Times a slot reached backoff.crash_loop_after consecutive failures.
   unsigned crash_loops() const { return crash_loops_; }
+  // What worker_timeout is judged with (a program is told it as WATCHDOG_USEC).
+  std::uint64_t worker_timeout_ms() const { return options_.worker_timeout_ms; }
 
  private:
   // Why a Spawn was asked for; the answer (Spawned) is matched against it.
@@ -143,6 +160,7 @@ class Supervisor {
   void on(const event::GenerationPrepared& prepared, std::uint64_t now);
   void on(const event::Spawned& spawned, std::uint64_t now);
   void on(const event::WorkerMessage& message, std::uint64_t now);
+  void on(const event::Notice& notice, std::uint64_t now);
   void on(const event::ProtocolError& error, std::uint64_t now);
   void on(const event::Exited& exited, std::uint64_t now);
   void on(const event::Timer&, std::uint64_t now) { tick(now); }
@@ -161,8 +179,23 @@ class Supervisor {
   void scale(int delta, std::uint64_t now);
   void worker_ready(pid_t pid, std::uint64_t now);
   void worker_heartbeat(pid_t pid, const ipc::Counters& counters, std::uint64_t now);
+  // A heartbeat (or WATCHDOG=1): the worker lives; a slot steered away for its
+  // silence gets new connections again.
+  void worker_alive(WorkerInfo& worker, std::uint64_t now);
+  // Exec workers: EXTEND_TIMEOUT_USEC= and STOPPING=1.
+  void extend_deadline(WorkerInfo& worker, std::uint64_t usec, std::uint64_t now);
+  void program_stopping(WorkerInfo& worker);
+  void send_stop_signal(WorkerInfo& worker);
+  // Ready by duration (`ready = "2s"`): starting programs alive that long.
+  void ready_by_age(std::uint64_t now);
+  const ExecConfig* exec_of(unsigned generation) const;
+  // The signal USR1 becomes for this worker: SIGUSR1, a program's reopen_signal, or 0.
+  int reopen_signal_of(const WorkerInfo& worker) const;
+  std::uint64_t start_timeout_ms(const Config& config) const;
+  // How long a serving worker may be silent before its slot gets no new connections.
+  std::uint64_t unresponsive_after_ms(const WorkerInfo& worker) const;
   // status: exit code if the worker exited, else -1; signal: terminating signal or 0.
-  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now);
+  void worker_exited(const event::Exited& exited, std::uint64_t now);
   void stop(StopMode mode, std::uint64_t now);
   // WINCH: retire every worker gracefully and keep the master (and its sockets); a
   // reload brings a new generation back.

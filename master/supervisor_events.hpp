@@ -17,6 +17,7 @@
 
 #include "common/config.hpp"
 #include "common/ipc_message.hpp"
+#include "master/notify_message.hpp"
 #include "master/slot_sockets.hpp"
 
 namespace preforkd {
@@ -60,6 +61,10 @@ struct WorkerMessage {  // Ready, Heartbeat, Draining from a worker's pipe
   pid_t pid = 0;
   ipc::Message message;
 };
+struct Notice {  // an exec-mode worker's sd_notify datagram, from its own NOTIFY_SOCKET
+  pid_t pid = 0;
+  NotifyMessage message;
+};
 struct ProtocolError {  // a worker sent something that does not decode
   pid_t pid = 0;
   std::string error;
@@ -68,6 +73,9 @@ struct Exited {
   pid_t pid = 0;
   int status = -1;  // exit code, or -1 when killed
   int signal = 0;
+  // An exec program's last line on stderr (else stdout), bounded: a failed
+  // start's reason quotes it. Empty for built-in workers, which report on IPC.
+  std::string last_output;
 };
 struct Timer {};  // the time asked for by effect::ArmTimer has come
 
@@ -93,8 +101,9 @@ struct PredecessorGone {};
 }  // namespace event
 
 using Event = std::variant<event::Start, event::Signal, event::GenerationPrepared, event::Spawned, event::WorkerMessage,
-                           event::ProtocolError, event::Exited, event::Timer, event::SuccessorStarted,
-                           event::SuccessorServing, event::SuccessorExited, event::PredecessorGone>;
+                           event::Notice, event::ProtocolError, event::Exited, event::Timer,
+                           event::SuccessorStarted, event::SuccessorServing, event::SuccessorExited,
+                           event::PredecessorGone>;
 
 // The sockets of one listener's SO_REUSEPORT group that may receive new
 // connections; the others keep what is queued on them but get nothing new.

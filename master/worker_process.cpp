@@ -11,15 +11,6 @@
 #include "common/log.hpp"
 
 namespace preforkd {
-namespace {
-
-// The image this master runs, not the file now at its path: a binary installed
-// ahead of USR2 must not reach respawns, reloads or scaling (nginx forks itself
-// for the same reason). Exec'd in the forked child, /proc/self/exe still names
-// the parent's image, even after the file was replaced or deleted.
-constexpr const char* kOwnImage = "/proc/self/exe";
-
-}  // namespace
 
 std::vector<std::int32_t> inherit_fds(std::vector<uv_stdio_container_t>& stdio, int first,
                                       const std::vector<int>& fds) {

@@ -13,6 +13,13 @@
 
 namespace preforkd {
 
+// The image this master runs, not the file now at its path: a binary installed
+// ahead of USR2 must not reach respawns, reloads or scaling (nginx forks itself
+// for the same reason). Exec'd in the forked child, /proc/self/exe still names
+// the parent's image, even after the file was replaced or deleted. Built-in
+// workers and exec mode's trampoline are both started from it.
+inline constexpr const char* kOwnImage = "/proc/self/exe";
+
 // Places fds at first, first+1, ... in a spawned child (dup2'd there, so they
 // survive its exec while staying close-on-exec here); returns the child's numbers.
 std::vector<std::int32_t> inherit_fds(std::vector<uv_stdio_container_t>& stdio, int first,

@@ -70,15 +70,25 @@ void check_accepted(const Config& c) {
   if (c.log.error_log != "stderr" && (c.log.error_log.empty() || c.log.error_log[0] != '/'))
     fail("error_log neither stderr nor absolute: " + c.log.error_log);
   if (c.listeners.empty()) fail("no listeners");
+  if (c.exec.enabled() && (c.exec.program.empty() || c.exec.program[0] != '/'))
+    fail("exec program not found to an absolute path: " + c.exec.program);
+  if (c.exec.enabled() && c.max_requests != 0) fail("max_requests with [exec]");
   for (std::size_t i = 0; i < c.listeners.size(); ++i) {
     const ListenerConfig& l = c.listeners[i];
     if (l.name.empty()) fail("listener without a name");
     if (l.backlog < 1 || l.backlog > 65535) fail("backlog " + std::to_string(l.backlog));
-    const ProtocolSpec* spec = process_registry().find(l.protocol.name);
-    if (spec == nullptr) fail("unregistered protocol " + l.protocol.name);
-    if (spec->transport != l.protocol.transport) fail("transport of " + l.protocol.name);
-    if (l.keys.size() != spec->keys.size()) fail("not every declared key of " + l.protocol.name + " has a value");
-    for (std::size_t k = 0; k < spec->keys.size(); ++k) check_key(spec->keys[k], l.keys[k], fail);
+    if (c.exec.enabled()) {
+      // A transport for the program, never a registered protocol's schema.
+      const ProtocolSpec* transport = exec_transport(l.protocol.name);
+      if (transport == nullptr || transport->transport != l.protocol.transport || !l.keys.empty())
+        fail("listener " + l.name + " is not an exec transport with [exec]");
+    } else {
+      const ProtocolSpec* spec = process_registry().find(l.protocol.name);
+      if (spec == nullptr) fail("unregistered protocol " + l.protocol.name);
+      if (spec->transport != l.protocol.transport) fail("transport of " + l.protocol.name);
+      if (l.keys.size() != spec->keys.size()) fail("not every declared key of " + l.protocol.name + " has a value");
+      for (std::size_t k = 0; k < spec->keys.size(); ++k) check_key(spec->keys[k], l.keys[k], fail);
+    }
     for (std::size_t j = 0; j < i; ++j) {
       if (c.listeners[j].address.to_string() == l.address.to_string() &&
           is_datagram(c.listeners[j].protocol) == is_datagram(l.protocol))

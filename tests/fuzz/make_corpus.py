@@ -106,6 +106,12 @@ put("config", "durations.toml", 'graceful_timeout = "1m30s"\nworker_timeout = "5
 put("config", "err-duration-unit.toml", 'graceful_timeout = "30x"\n' + MINIMAL)
 put("config", "err-duration-order.toml", 'worker_timeout = "30s1m"\n' + MINIMAL)
 put("config", "err-address.toml", MINIMAL.replace("127.0.0.1:8080", "localhost:99999"))
+EXEC = ('[exec]\ncommand = ["sh", "-c", "exec true"]\nready = "2s"\nstop_signal = "QUIT"\nreopen_signal = "none"\n'
+        'environment = { APP = "1" }\n[[listen]]\nname = "http"\naddress = "127.0.0.1:8000"\nprotocol = "tcp"\n'
+        '[[listen]]\nname = "dns"\naddress = "127.0.0.1:8000"\nprotocol = "udp"\n')
+put("config", "exec.toml", EXEC)
+put("config", "err-exec-protocol.toml", EXEC.replace('"tcp"', '"http"'))
+put("config", "err-exec-max-requests.toml", "max_requests = 10\n" + EXEC)
 
 
 VERSION = 3

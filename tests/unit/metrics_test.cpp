@@ -147,5 +147,31 @@ TEST(RenderStatusJson, CarriesMasterReloadAndWorkers) {
   EXPECT_TRUE(nlohmann::json::parse(render_status_json(none))["last_reload"].is_null());
 }
 
+// An [exec] program has no counters: absent from /status and from the
+// per-worker families (not 0), present in preforkd_worker_info with its kind.
+TEST(RenderMetrics, ExecWorkersShowWithoutCounters) {
+  MetricsSnapshot s = sample();
+  WorkerSnapshot program{1, 103, 2, "ready", 3, {}, 0};
+  program.exec = true;
+  program.status = "serving on fd 3";
+  s.workers.push_back(program);
+  auto doc = nlohmann::json::parse(render_status_json(s));
+  ASSERT_EQ(doc["workers"].size(), 3u);
+  const auto& w = doc["workers"][2];
+  EXPECT_EQ(w["kind"], "exec");
+  EXPECT_EQ(w["status"], "serving on fd 3");
+  EXPECT_EQ(w["pid"], 103);
+  for (const char* key : {"accepted", "active", "requests"}) EXPECT_FALSE(w.contains(key)) << key;
+  EXPECT_EQ(doc["workers"][0]["kind"], "builtin");
+  EXPECT_FALSE(doc["workers"][0].contains("status"));
+  std::string text = render_prometheus(s);
+  EXPECT_NE(text.find("preforkd_worker_info{slot=\"1\",generation=\"2\",pid=\"103\",kind=\"exec\",state=\"ready\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("preforkd_worker_info{slot=\"0\",generation=\"1\",pid=\"101\",kind=\"builtin\",state=\"draining\"} 1\n"),
+            std::string::npos);
+  EXPECT_EQ(text.find("pid=\"103\"} "), std::string::npos) << "no counter sample for the program";
+}
+
 }  // namespace
 }  // namespace preforkd

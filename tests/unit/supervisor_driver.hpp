@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "master/notify_message.hpp"
 #include "master/supervisor.hpp"
 
 namespace preforkd {
@@ -49,6 +50,7 @@ class FakeIo {
   std::uint64_t max_requests_jitter = 0;
   std::uint64_t draw = 0;  // the random number handed back with every Spawned
   std::vector<ListenerConfig> listeners = {default_listener()};
+  ExecConfig exec;  // command set: the generations prepared from now on run programs ([exec])
 
   static ListenerConfig default_listener() {
     ListenerConfig l;
@@ -81,8 +83,12 @@ class SupervisorDriver {
   }
   // The worker reports more requests than any max_requests.
   void recycle(pid_t pid, std::uint64_t now) { worker_heartbeat(pid, now, std::numeric_limits<std::uint64_t>::max()); }
-  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now) {
-    handle(event::Exited{pid, status, signal}, now);
+  // An exec worker's sd_notify datagram ("READY=1\nSTATUS=...").
+  void notice(pid_t pid, std::string_view datagram, std::uint64_t now) {
+    handle(event::Notice{pid, parse_notify_message(datagram)}, now);
+  }
+  void worker_exited(pid_t pid, int status, int signal, std::uint64_t now, std::string last_output = {}) {
+    handle(event::Exited{pid, status, signal, std::move(last_output)}, now);
   }
   void tick(std::uint64_t now) { handle(event::Timer{}, now); }
   void upgrade(std::uint64_t now) { signal(SIGUSR2, now); }
@@ -161,6 +167,7 @@ class SupervisorDriver {
       generation->config.max_requests = io_.max_requests;
       generation->config.max_requests_jitter = io_.max_requests_jitter;
       generation->config.listeners = io_.listeners;
+      generation->config.exec = io_.exec;
       config = generation;
     }
     pending.push_back(event::GenerationPrepared{prepare.generation, config,

@@ -181,7 +181,7 @@ TEST_F(SupervisorEffects, AWorkerSpawnedForAStopThatCameMeanwhileIsKilledAndAwai
   // handled before the answer: as a master whose spawns are asynchronous would
   // see it.
   Supervisor& sup = const_cast<Supervisor&>(sup_.supervisor());
-  std::vector<Effect> effects = sup.handle(event::Exited{old, 1, 0}, 10);
+  std::vector<Effect> effects = sup.handle(event::Exited{old, 1, 0, {}}, 10);
   const effect::Spawn* spawn = nullptr;
   for (const Effect& e : effects)
     if ((spawn = std::get_if<effect::Spawn>(&e))) break;
@@ -194,7 +194,7 @@ TEST_F(SupervisorEffects, AWorkerSpawnedForAStopThatCameMeanwhileIsKilledAndAwai
     if (auto* s = std::get_if<effect::Signal>(&e)) killed = killed || (s->pid == 555 && s->signum == SIGKILL);
   EXPECT_TRUE(killed);
   EXPECT_EQ(sup.phase(), MasterPhase::draining);
-  effects = sup.handle(event::Exited{555, -1, SIGKILL}, 13);
+  effects = sup.handle(event::Exited{555, -1, SIGKILL, {}}, 13);
   EXPECT_EQ(sup.phase(), MasterPhase::stopped);
   bool all_stopped = false;
   for (const Effect& e : effects) all_stopped = all_stopped || std::holds_alternative<effect::AllStopped>(e);
