@@ -144,7 +144,14 @@ bool wait_gone(pid_t pid, Millis timeout) {
   return process_gone(pid);
 }
 
-std::vector<pid_t> children_of(pid_t parent) {
+namespace {
+
+bool is_spare(const std::string& pid) {
+  return read_file("/proc/" + pid + "/cmdline").rfind(std::string("preforkd: spare\0", 16), 0) == 0;
+}
+
+// Live children of `parent`: the spares among them (spares) or the others.
+std::vector<pid_t> live_children(pid_t parent, bool spares) {
   std::vector<pid_t> result;
   DIR* proc = opendir("/proc");
   if (!proc) return result;
@@ -158,11 +165,20 @@ std::vector<pid_t> children_of(pid_t parent) {
     char state = 0;
     long ppid = 0;
     if (std::sscanf(stat.c_str() + close_paren + 1, " %c %ld", &state, &ppid) != 2) continue;
-    if (ppid == parent && state != 'Z') result.push_back(static_cast<pid_t>(pid));
+    if (ppid != parent || state == 'Z') continue;
+    // A pre-spawned spare (prespawn) is not a worker until it is started, when it
+    // rewrites its command line; the tests count workers.
+    if (is_spare(entry->d_name) == spares) result.push_back(static_cast<pid_t>(pid));
   }
   closedir(proc);
   return result;
 }
+
+}  // namespace
+
+std::vector<pid_t> children_of(pid_t parent) { return live_children(parent, false); }
+
+std::vector<pid_t> spares_of(pid_t parent) { return live_children(parent, true); }
 
 std::vector<unsigned long> socket_inodes(const std::string& proc_net_file, int port, bool listening_only) {
   std::vector<unsigned long> inodes;
