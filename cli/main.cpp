@@ -23,6 +23,7 @@
 #include "master/upgrade_report.hpp"
 #include "worker/builtin_protocols.hpp"
 #include "worker/exec_trampoline.hpp"
+#include "worker/process_title.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_signals.hpp"
 
@@ -90,10 +91,12 @@ int preforkd::main(int argc, char** argv, std::initializer_list<std::reference_w
 
   // Internal: how the master starts workers. Hidden from --help.
   bool worker = false;
+  bool spare = false;
   int slot = -1;
   unsigned generation = 0;
   int master_pid = 0;
   app.add_flag("--worker", worker)->group("");
+  app.add_flag("--spare", spare)->group("");
   app.add_option("--slot", slot)->group("");
   app.add_option("--generation", generation)->group("");
   app.add_option("--master-pid", master_pid)->group("");
@@ -105,7 +108,8 @@ int preforkd::main(int argc, char** argv, std::initializer_list<std::reference_w
     // Exec'd as /proc/self/exe (see master/worker_process.cpp), which would make the
     // name top, pgrep and /proc/PID/comm show "exe".
     prctl(PR_SET_NAME, "preforkd");
-    return preforkd::run_worker(kWorkerIpcFd, master_pid);
+    if (spare) preforkd::keep_process_args(argc, argv);
+    return preforkd::run_worker(kWorkerIpcFd, master_pid, spare);
   }
 
   preforkd::Config config;

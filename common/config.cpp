@@ -125,7 +125,7 @@ class Loader {
     reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
                                    "log", "listen", "user", "group", "worker_rlimit_nofile", "max_requests",
                                    "max_requests_jitter", "admin", "control_socket",
-                                   "upgrade_handover", "exec"});
+                                   "upgrade_handover", "exec", "prespawn"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -137,6 +137,7 @@ class Loader {
     if (config.control_socket.size() > kMaxControlSocketPath) config.control_socket.clear();
     if (const toml::node* n = root.get("control_socket")) config.control_socket = control_socket(*n);
     if (const toml::node* n = root.get("upgrade_handover")) config.upgrade_handover = handover(*n);
+    if (const toml::node* n = root.get("prespawn")) config.prespawn = expect_bool(*n, "prespawn");
     if (const toml::node* n = root.get("graceful_timeout")) {
       config.graceful_timeout_s = seconds(*n, "graceful_timeout");
     }

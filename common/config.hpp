@@ -97,6 +97,10 @@ struct Config {
   // absolute path, by default the pid file's with ".sock" for ".pid"; empty: off.
   std::string control_socket;
   UpgradeHandover upgrade_handover = UpgradeHandover::automatic;
+  // Keep one idle worker process per slot started ahead (exec'd, linked, waiting
+  // for its start message), so that a reload or a respawn does not wait for
+  // fork+exec and dynamic linking on a busy machine.
+  bool prespawn = true;
   double graceful_timeout_s = 30.0;  // QUIT / retirement: how long workers may drain before SIGKILL
   double worker_timeout_s = 30.0;    // a worker silent (no heartbeat) this long is killed and replaced
   int max_connections = kDefaultMaxConnections;  // per worker; at the cap a worker stops accepting

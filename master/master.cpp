@@ -29,6 +29,7 @@
 #include "master/observability.hpp"
 #include "master/pid_file.hpp"
 #include "master/predecessor_watch.hpp"
+#include "master/worker_priority.hpp"
 #include "master/slot_sockets.hpp"
 #include "master/supervisor.hpp"
 #include "master/upgrade.hpp"
@@ -155,7 +156,20 @@ class Master final : public WorkerProcess::Events,
 
   void execute(const effect::Spawn& spawn) {
     pending_.push_back(event::Spawned{spawn.slot, spawn.generation,
-                                      spawn_worker(spawn.slot, spawn.generation, *spawn.config), random_()});
+                                      spawn_worker(spawn.slot, spawn.generation, *spawn.config, spawn.spare), random_(),
+                                      spawn.spare});
+  }
+
+  void execute(const effect::SpawnSpare&) {
+    auto worker = std::make_unique<WorkerProcess>(loop_, *this);
+    const std::uint64_t t0 = uv_hrtime();
+    pid_t pid = worker->spawn_spare();
+    if (pid > 0) {
+      PF_LOG_DEBUG("spare worker %d spawned in %.2f ms", static_cast<int>(pid), (uv_hrtime() - t0) / 1e6);
+      workers_[pid] = std::move(worker);
+      set_nice(pid, priorities_.spare);
+    }
+    pending_.push_back(event::SpareSpawned{pid});
   }
 
   void execute(const effect::Signal& s) { signal(s.pid, s.signum); }
@@ -303,7 +317,8 @@ class Master final : public WorkerProcess::Events,
     return prepared;
   }
 
-  pid_t spawn_worker(int slot, unsigned generation, const GenerationConfig& gen) {
+  // spare: an idle process of ours (SpawnSpare) to start, instead of a new one.
+  pid_t spawn_worker(int slot, unsigned generation, const GenerationConfig& gen, pid_t spare) {
     std::vector<int> fds;
     for (const auto& listener : gen.config.listeners) {
       std::string error;
@@ -317,12 +332,23 @@ class Master final : public WorkerProcess::Events,
     }
     apply_steering();
     if (gen.config.exec.enabled()) return spawn_exec_worker(slot, generation, gen.config, fds);
-    auto worker = std::make_unique<WorkerProcess>(loop_, *this);
     ipc::Start start{generation, static_cast<std::uint32_t>(slot), gen.config.source_path, gen.text, {}};
+    const std::uint64_t t0 = uv_hrtime();
+    if (spare > 0) {
+      auto it = workers_.find(spare);
+      if (it == workers_.end() || it->second->start(std::move(start), fds) != 0) return -1;
+      set_nice(spare, priorities_.started_spare);
+      PF_LOG_DEBUG("slot %d gen %u: spare pid %d in %.2f ms", slot, generation, static_cast<int>(spare),
+                   (uv_hrtime() - t0) / 1e6);
+      return spare;
+    }
+    auto worker = std::make_unique<WorkerProcess>(loop_, *this);
     pid_t pid = worker->spawn(std::move(start), fds);
     if (pid <= 0) return pid;
+    PF_LOG_DEBUG("slot %d gen %u: spawned pid %d in %.2f ms", slot, generation, static_cast<int>(pid),
+                 (uv_hrtime() - t0) / 1e6);
     workers_[pid] = std::move(worker);
-    set_nice(pid, kStartingNice);
+    set_nice(pid, priorities_.starting);
     return pid;
   }
 
@@ -373,7 +399,7 @@ class Master final : public WorkerProcess::Events,
   // --- WorkerProcess::Events ---------------------------------------------------------
 
   void on_worker_message(pid_t pid, const ipc::Message& message) override {
-    if (std::holds_alternative<ipc::Ready>(message)) set_nice(pid, own_nice_);
+    if (std::holds_alternative<ipc::Ready>(message)) set_nice(pid, priorities_.ready);
     dispatch(event::WorkerMessage{pid, message});
   }
 
@@ -399,24 +425,7 @@ class Master final : public WorkerProcess::Events,
     return uv_now(loop_);
   }
 
-  // A starting worker is the critical path of a reload (or of a crash's
-  // replacement), and under load it competes with busy old workers for the CPU:
-  // it runs at a higher priority until it reports ready (about 5 ms of CPU), then
-  // at the normal one. Needs CAP_SYS_NICE (a root master has it); without it this
-  // is a no-op.
-  static constexpr int kStartingNice = -10;
-  // The master's own priority, which a ready worker returns to (not 0: a master
-  // started under `nice` keeps its workers there too).
-  const int own_nice_ = [] {
-    errno = 0;
-    int nice = ::getpriority(PRIO_PROCESS, 0);
-    return errno == 0 ? nice : 0;
-  }();
-  static void set_nice(pid_t pid, int nice) {
-    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(pid), nice) != 0 && errno != EACCES && errno != EPERM &&
-        errno != ESRCH)
-      PF_LOG_DEBUG("setpriority(%d, %d): %s", static_cast<int>(pid), nice, std::strerror(errno));
-  }
+  const WorkerPriorities priorities_ = worker_priorities();
 
   bool watch_signal(int signum) {
     auto& handle = signals_.emplace_back(this);

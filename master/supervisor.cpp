@@ -6,6 +6,7 @@
 #include <cstring>
 #include <set>
 
+#include "common/fd_passing.hpp"
 #include "common/log.hpp"
 
 namespace preforkd {
@@ -50,6 +51,7 @@ std::vector<Effect> Supervisor::handle(const Event& event, std::uint64_t now) {
   out_.clear();
   std::visit([&](const auto& e) { on(e, now); }, event);
   if (phase_ != MasterPhase::idle) {
+    sync_spares();
     sync_sockets();
     rearm_timer();
   } else if (sockets_dirty_) {
@@ -111,6 +113,11 @@ void Supervisor::on(const event::GenerationPrepared& prepared, std::uint64_t now
 }
 
 void Supervisor::on(const event::Spawned& spawned, std::uint64_t now) {
+  if (spawned.spare > 0 && spawned.pid <= 0) {
+    // It could not be handed its sockets: it goes, and the spawn failed like any other.
+    spares_[spawned.spare] = true;
+    out_.push_back(effect::Signal{spawned.spare, SIGKILL});
+  }
   auto it = spawning_.find({spawned.generation, spawned.slot});
   if (it == spawning_.end()) return unwanted_spawn(spawned, now);
   SpawnPurpose purpose = it->second;
@@ -205,7 +212,19 @@ void Supervisor::on(const event::ProtocolError& error, std::uint64_t) {
 }
 
 void Supervisor::on(const event::Exited& exited, std::uint64_t now) {
+  if (spare_exited(exited.pid, exited.status, exited.signal)) return;
   worker_exited(exited, now);
+}
+
+void Supervisor::on(const event::SpareSpawned& spawned, std::uint64_t) {
+  if (spares_spawning_ > 0) --spares_spawning_;
+  if (spawned.pid <= 0) {
+    PF_LOG_WARN("could not start a spare worker; none until the next reload");
+    spares_failing_ = true;
+    check_stopped();
+    return;
+  }
+  spares_[spawned.pid] = false;  // sync_spares() kills it if it is no longer wanted
 }
 
 // --- Start and reload ----------------------------------------------------------------
@@ -404,7 +423,70 @@ void Supervisor::spawn_for_generation(int slot) { spawn(slot, starting_, SpawnPu
 
 void Supervisor::spawn(int slot, unsigned generation, SpawnPurpose purpose) {
   spawning_[{generation, slot}] = purpose;
-  out_.push_back(effect::Spawn{slot, generation, generations_.at(generation)});
+  out_.push_back(effect::Spawn{slot, generation, generations_.at(generation), take_spare(generation)});
+}
+
+// --- Spares ------------------------------------------------------------------------
+
+pid_t Supervisor::take_spare(unsigned generation) {
+  auto config = generations_.find(generation);
+  // More sockets than one SCM_RIGHTS message carries: that generation starts fresh.
+  // A spare is preforkd's own worker: an [exec] generation runs the operator's
+  // program, which must be exec'd with its sockets already in place.
+  if (config == generations_.end() || config->second->config.listeners.size() > kMaxPassedFds ||
+      config->second->config.exec.enabled())
+    return 0;
+  for (auto it = spares_.begin(); it != spares_.end(); ++it) {
+    if (it->second) continue;
+    pid_t pid = it->first;
+    spares_.erase(it);
+    return pid;
+  }
+  return 0;
+}
+
+std::size_t Supervisor::spares_wanted() const {
+  // Only while serving normally: during a reload the pool is being used (and new
+  // spares would compete with the generation starting); parked, stopping or with
+  // a USR2 successor (which reloads in our place) nothing would take them.
+  if (phase_ != MasterPhase::running || successor_ != SuccessorState::none || spares_failing_) return 0;
+  auto it = generations_.find(serving_);
+  if (it == generations_.end() || !it->second->config.prespawn || it->second->config.exec.enabled()) return 0;
+  return slots_.size();
+}
+
+void Supervisor::sync_spares() {
+  if (phase_ == MasterPhase::reloading && successor_ == SuccessorState::none) return;  // keep the pool as it is
+  const std::size_t wanted = spares_wanted();
+  std::size_t have = static_cast<std::size_t>(spares_spawning_);
+  for (const auto& [pid, killed] : spares_) have += !killed;
+  for (; have < wanted; ++have) {
+    ++spares_spawning_;
+    out_.push_back(effect::SpawnSpare{});
+  }
+  for (auto it = spares_.rbegin(); it != spares_.rend() && have > wanted; ++it) {
+    if (it->second) continue;
+    it->second = true;
+    --have;
+    PF_LOG_INFO("spare worker %d: no longer needed; killing it", static_cast<int>(it->first));
+    out_.push_back(effect::Signal{it->first, SIGKILL});
+  }
+}
+
+bool Supervisor::spare_exited(pid_t pid, int status, int signal) {
+  auto it = spares_.find(pid);
+  if (it == spares_.end()) return false;
+  const bool killed = it->second;
+  spares_.erase(it);
+  if (!killed && !stopping()) {
+    PF_LOG_WARN("spare worker %d exited before it was used (%s); no spares until the next reload",
+                static_cast<int>(pid), describe_exit(status, signal).c_str());
+    spares_failing_ = true;
+  } else {
+    PF_LOG_DEBUG("spare worker %d exited (%s)", static_cast<int>(pid), describe_exit(status, signal).c_str());
+  }
+  check_stopped();
+  return true;
 }
 
 void Supervisor::add_worker(const event::Spawned& spawned, std::uint64_t now) {
@@ -451,6 +533,7 @@ void Supervisor::promote(std::uint64_t now) {
     if (worker.generation == serving_) slots_[worker.slot].pid = pid;
   ++reloads_ok_;
   phase_ = MasterPhase::running;
+  spares_failing_ = false;
   // The time from the reload request to serving is the figure operators (and
   // bench/run) want for "how long does a reload take".
   PF_LOG_NOTICE(
@@ -999,7 +1082,7 @@ void Supervisor::tick(std::uint64_t now) {
 }
 
 void Supervisor::check_stopped() {
-  if (!stopping() || !workers_.empty() || !spawning_.empty()) return;
+  if (!stopping() || !workers_.empty() || !spawning_.empty() || !spares_.empty() || spares_spawning_ != 0) return;
   phase_ = MasterPhase::stopped;
   out_.push_back(effect::ArmTimer{0});
   timer_due_ms_ = 0;

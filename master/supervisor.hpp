@@ -20,6 +20,11 @@
 //            WATCHDOG=1 is its heartbeat (worker_timeout applies from the first one),
 //            EXTEND_TIMEOUT_USEC= moves its start (or stop) deadline, STOPPING=1
 //            unasked steers new connections away from its slot until it is replaced.
+//   spare (prespawn): spawning --spawned--> idle --taken by a Spawn--> a starting worker
+//                     idle --no longer wanted (stop, park, USR2, fewer slots)--> killed --exit--> (gone)
+//   Spares are made while running, one per serving slot, and never during a reload
+//   (they would compete with the generation starting); they hold no socket and no
+//   configuration until taken, so one can never serve a stale configuration.
 //
 // parked (nginx's WINCH): every worker retires gracefully and no slot is refilled; the
 // master keeps its slot sockets (connections queue in their backlogs), so a following
@@ -146,6 +151,10 @@ class Supervisor {
   pid_t predecessor() const { return predecessor_; }
   // Serving workers that exited or were killed without being asked to stop.
   unsigned worker_crashes() const { return worker_crashes_; }
+  // Idle pre-spawned workers (pid -> killed, i.e. asked to exit), and SpawnSpare
+  // effects not answered yet.
+  const std::map<pid_t, bool>& spares() const { return spares_; }
+  int spares_spawning() const { return spares_spawning_; }
   // Times a slot reached backoff.crash_loop_after consecutive failures.
   unsigned crash_loops() const { return crash_loops_; }
   // What worker_timeout is judged with (a program is told it as WATCHDOG_USEC).
@@ -168,6 +177,7 @@ class Supervisor {
   void on(const event::SuccessorServing& serving, std::uint64_t now);
   void on(const event::SuccessorExited& exited, std::uint64_t now);
   void on(const event::PredecessorGone&, std::uint64_t now);
+  void on(const event::SpareSpawned& spawned, std::uint64_t now);
 
   void reload(std::uint64_t now);
   // USR2: start a new master (effect::StartUpgrade), or refuse with the reason.
@@ -232,6 +242,13 @@ class Supervisor {
   // A ready worker of the serving generation that is its slot's worker.
   bool fills_its_slot(const WorkerInfo& worker) const;
   void check_generation_gone(unsigned generation);
+  // An idle spare for a Spawn of `generation`, taken out of the pool, or 0.
+  pid_t take_spare(unsigned generation);
+  // Starts or kills spares so that their number matches what is wanted now.
+  void sync_spares();
+  std::size_t spares_wanted() const;
+  // A spare exited: true if `pid` was one (it is forgotten; never a crash).
+  bool spare_exited(pid_t pid, int status, int signal);
   void check_stopped();
   void rearm_timer();
   // The serving generation (now `serving_`) and its slot count: apply its
@@ -290,6 +307,9 @@ class Supervisor {
   unsigned recycles_ = 0;
   unsigned worker_crashes_ = 0;
   unsigned crash_loops_ = 0;
+  std::map<pid_t, bool> spares_;  // idle spares: pid -> killed
+  int spares_spawning_ = 0;
+  bool spares_failing_ = false;  // a spare died unasked: none are made until a reload succeeds
   std::uint64_t stop_kill_due_ms_ = 0;
   bool stop_killed_ = false;
   // What was last asked of the master, so that only changes are sent.

@@ -56,6 +56,11 @@ struct Spawned {  // answer to effect::Spawn
   unsigned generation = 0;
   pid_t pid = 0;           // <= 0: the worker could not be started (logged)
   std::uint64_t draw = 0;  // a random number: the worker's max_requests jitter
+  pid_t spare = 0;         // the spare Spawn asked to start, also when that failed
+};
+// Answer to effect::SpawnSpare: the idle process, or <= 0 (logged).
+struct SpareSpawned {
+  pid_t pid = 0;
 };
 struct WorkerMessage {  // Ready, Heartbeat, Draining from a worker's pipe
   pid_t pid = 0;
@@ -103,7 +108,7 @@ struct PredecessorGone {};
 using Event = std::variant<event::Start, event::Signal, event::GenerationPrepared, event::Spawned, event::WorkerMessage,
                            event::Notice, event::ProtocolError, event::Exited, event::Timer,
                            event::SuccessorStarted, event::SuccessorServing, event::SuccessorExited,
-                           event::PredecessorGone>;
+                           event::PredecessorGone, event::SpareSpawned>;
 
 // The sockets of one listener's SO_REUSEPORT group that may receive new
 // connections; the others keep what is queued on them but get nothing new.
@@ -126,12 +131,18 @@ struct PrepareGeneration {
   GenerationPtr reuse = nullptr;  // a rollback's generation serves the configuration it served before USR2
 };
 // Start a worker for slot of generation with its slot sockets; answer with
-// Spawned.
+// Spawned. spare: not a new process but this idle one (SpawnSpare), handed the
+// sockets and its start message.
 struct Spawn {
   int slot = 0;
   unsigned generation = 0;
   GenerationPtr config;
+  pid_t spare = 0;
 };
+// Start an idle worker process (exec'd and linked, waiting for its sockets and
+// start message), so that a later Spawn need not wait for fork+exec; answer with
+// SpareSpawned.
+struct SpawnSpare {};
 struct Signal {
   pid_t pid = 0;
   int signum = 0;
@@ -204,6 +215,7 @@ struct AllStopped {};
 
 using Effect = std::variant<effect::PrepareGeneration, effect::Spawn, effect::Signal, effect::Retire,
                             effect::ApplyConfig, effect::ReopenLogs, effect::RetainSockets, effect::Steer,
-                            effect::ArmTimer, effect::Notify, effect::AllStopped, effect::StartUpgrade>;
+                            effect::ArmTimer, effect::Notify, effect::AllStopped, effect::StartUpgrade,
+                            effect::SpawnSpare>;
 
 }  // namespace preforkd

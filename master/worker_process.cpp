@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
 
+#include "common/fd_passing.hpp"
 #include "common/ipc_channel.hpp"
 #include "common/log.hpp"
 
@@ -28,8 +30,42 @@ WorkerProcess::WorkerProcess(uv_loop_t* loop, Events& events)
     : loop_(loop), events_(events), process_(this), pipe_(this) {}
 
 pid_t WorkerProcess::spawn(ipc::Start start, const std::vector<int>& listener_fds) {
+  std::string slot = std::to_string(start.slot);
+  std::string generation = std::to_string(start.generation);
+  // argv[0] is the title ps shows; slot and generation follow for the operator.
+  pid_t pid = launch({"preforkd: worker", "--worker", "--slot", slot.c_str(), "--generation", generation.c_str()},
+                     listener_fds, &start);
+  if (pid > 0) send(start);
+  return pid;
+}
+
+pid_t WorkerProcess::spawn_spare() {
+  // The title says what it is until it is started (the worker rewrites it then),
+  // so that ps, and the integration tests, can tell spares from workers.
+  return launch({"preforkd: spare", "--worker", "--spare"}, {}, nullptr);
+}
+
+int WorkerProcess::start(ipc::Start start, const std::vector<int>& listener_fds) {
+  uv_os_fd_t fd = -1;
+  int rc = pipe_ ? uv_fileno(pipe_.handle(), &fd) : UV_EBADF;
+  // Nothing was ever written to a spare's pipe, so this byte is the first it reads.
+  if (rc == 0) rc = send_fds(fd, listener_fds);
+  if (rc != 0) {
+    PF_LOG_ERROR("spare worker %d: handing over %zu socket(s): %s", static_cast<int>(pid_), listener_fds.size(),
+                 std::strerror(-rc));
+    return rc;
+  }
+  // Its own numbers for the sockets are known only once it has received them.
+  start.listener_fds.clear();
+  send(start);
+  return 0;
+}
+
+pid_t WorkerProcess::launch(const std::vector<const char*>& fixed_args, const std::vector<int>& fds,
+                            ipc::Start* start) {
   // A plain pipe, not an ipc one: listener fds reach the worker by inheritance
-  // (below), and nothing is ever passed over the pipe, so the master accepts none.
+  // (below) or as one SCM_RIGHTS byte (start()), never through libuv, so the
+  // master accepts none.
   int rc = uv_pipe_init(loop_, pipe_.get(), /*ipc=*/0);
   if (rc != 0) {
     PF_LOG_ERROR("uv_pipe_init: %s", uv_strerror(rc));
@@ -38,11 +74,8 @@ pid_t WorkerProcess::spawn(ipc::Start start, const std::vector<int>& listener_fd
   pipe_.mark_initialized();
 
   std::string master_pid = std::to_string(getpid());
-  std::string slot = std::to_string(start.slot);
-  std::string generation = std::to_string(start.generation);
-  // argv[0] is the title ps shows; slot and generation follow for the operator.
-  const char* args[] = {"preforkd: worker", "--worker", "--slot", slot.c_str(), "--generation",
-                        generation.c_str(), "--master-pid", master_pid.c_str(), nullptr};
+  std::vector<const char*> args = fixed_args;
+  args.insert(args.end(), {"--master-pid", master_pid.c_str(), nullptr});
   constexpr int kFirstListenerFd = 4;
   std::vector<uv_stdio_container_t> stdio(kFirstListenerFd);
   stdio[0].flags = UV_IGNORE;
@@ -52,11 +85,12 @@ pid_t WorkerProcess::spawn(ipc::Start start, const std::vector<int>& listener_fd
   stdio[2].data.fd = STDERR_FILENO;
   stdio[3].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE);
   stdio[3].data.stream = pipe_.stream();
-  start.listener_fds = inherit_fds(stdio, kFirstListenerFd, listener_fds);
+  std::vector<std::int32_t> child_fds = inherit_fds(stdio, kFirstListenerFd, fds);
+  if (start) start->listener_fds = std::move(child_fds);
 
   uv_process_options_t options{};
   options.file = kOwnImage;
-  options.args = const_cast<char**>(args);
+  options.args = const_cast<char**>(args.data());
   options.exit_cb = on_exit;
   options.stdio = stdio.data();
   options.stdio_count = static_cast<int>(stdio.size());
@@ -71,7 +105,6 @@ pid_t WorkerProcess::spawn(ipc::Start start, const std::vector<int>& listener_fd
   pid_ = process_.get()->pid;
   if ((rc = uv_read_start(pipe_.stream(), on_alloc, on_read)) != 0)
     PF_LOG_ERROR("worker %d: uv_read_start(ipc): %s", static_cast<int>(pid_), uv_strerror(rc));
-  send(start);
   return pid_;
 }
 

@@ -42,10 +42,18 @@ class WorkerProcess {
   // listener_fds as fds 4, 5, ... and sends it `start` (whose listener_fds are
   // filled in here). Returns the pid, or a negative libuv error (logged).
   pid_t spawn(ipc::Start start, const std::vector<int>& listener_fds);
+  // Spawns the image as an idle `--worker --spare` with only the IPC pipe: it
+  // waits there for start(). Returns the pid, or a negative libuv error (logged).
+  pid_t spawn_spare();
+  // Hands a spare its listening sockets (SCM_RIGHTS) and `start`. 0, or a
+  // negative errno (logged); the spare must then be killed.
+  int start(ipc::Start start, const std::vector<int>& listener_fds);
   void send(const ipc::Message& message);
   pid_t pid() const { return pid_; }
 
  private:
+  // uv_spawn of our own image with `args`, the IPC pipe as fd 3 and `fds` from fd 4.
+  pid_t launch(const std::vector<const char*>& args, const std::vector<int>& fds, ipc::Start* start);
   static void on_exit(uv_process_t* process, int64_t status, int signal);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/fd_passing.hpp"
 #include "common/ipc_channel.hpp"
 #include "common/listen_socket.hpp"
 #include "common/log.hpp"
@@ -30,6 +31,7 @@
 #include "common/protocol_registry.hpp"
 #include "worker/protocol_context.hpp"
 #include "worker/privileges.hpp"
+#include "worker/process_title.hpp"
 #include "worker/stream_connection.hpp"
 #include "worker/tcp_listener.hpp"
 #include "worker/udp_listener.hpp"
@@ -40,10 +42,27 @@ namespace {
 
 constexpr std::uint64_t kHeartbeatIntervalMs = 1000;
 
+// User + system CPU time this process has used, in ms (exec, linking and start-up
+// included): the start-up cost, independent of how busy the machine is.
+double cpu_ms() {
+  rusage usage{};
+  if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(usage.ru_utime) + ms(usage.ru_stime);
+}
+
 class WorkerLoop {
  public:
-  explicit WorkerLoop(uv_loop_t* loop)
-      : loop_(loop), connections_(loop, stats_), ipc_(this), heartbeat_(this), linger_(this) {}
+  // passed_fds: a spare's listening sockets, received before its start message
+  // (which then carries none); empty for a worker that inherited them.
+  WorkerLoop(uv_loop_t* loop, bool spare, std::vector<int> passed_fds)
+      : loop_(loop),
+        spare_(spare),
+        passed_fds_(std::move(passed_fds)),
+        connections_(loop, stats_),
+        ipc_(this),
+        heartbeat_(this),
+        linger_(this) {}
 
   int run(int ipc_fd) {
     if (!open_ipc(ipc_fd)) return 1;
@@ -119,13 +138,21 @@ class WorkerLoop {
 
   void handle(const ipc::Message& message) {
     if (auto* start = std::get_if<ipc::Start>(&message)) {
-      if (state_ == State::waiting_for_start) begin_serving(*start);
+      if (state_ != State::waiting_for_start) return;
+      if (!spare_) return begin_serving(*start);
+      ipc::Start adopted = *start;
+      adopted.listener_fds.assign(passed_fds_.begin(), passed_fds_.end());
+      set_process_args({"preforkd: worker", "--worker", "--slot", std::to_string(start->slot), "--generation",
+                        std::to_string(start->generation)});
+      begin_serving(adopted);
     } else if (auto* retire_message = std::get_if<ipc::Retire>(&message)) {
       retire(retire_message->linger_ms);
     }
   }
 
   void begin_serving(const ipc::Start& start) {
+    const std::uint64_t started_ns = uv_hrtime();
+    const double cpu_at_start = cpu_ms();
     log::set_identity("worker", static_cast<int>(start.slot), start.generation);
     // Test hook for crash-loop tests: while the named file exists, workers die at once.
     if (const char* path = std::getenv("PREFORKD_TEST_CRASH_IF_EXISTS"); path && ::access(path, F_OK) == 0) {
@@ -167,7 +194,10 @@ class WorkerLoop {
     state_ = State::serving;
     start_heartbeat();
     send(ipc::Ready{});
-    PF_LOG_INFO("serving %zu listener(s)", config_.listeners.size());
+    const double cpu = cpu_ms();
+    PF_LOG_INFO("serving %zu listener(s) (start message to ready %.1f ms; CPU since exec %.1f ms, %.1f ms of it after "
+                "the start message)",
+                config_.listeners.size(), (uv_hrtime() - started_ns) / 1e6, cpu, cpu - cpu_at_start);
   }
 
   // Test hook for fd-exhaustion tests: lowers RLIMIT_NOFILE so that accept4 meets
@@ -416,6 +446,8 @@ class WorkerLoop {
   }
 
   uv_loop_t* loop_;
+  const bool spare_;
+  const std::vector<int> passed_fds_;
   State state_ = State::waiting_for_start;
   int exit_code_ = 0;
   Config config_;
@@ -435,9 +467,28 @@ class WorkerLoop {
   ipc::Decoder decoder_;
 };
 
+// A spare idles here, blocked reading its IPC pipe with nothing else open, until
+// the master hands it its listening sockets (then 1). The master's end of the
+// pipe closing (it is gone): 0, it exits quietly; an error: -1. TERM, INT and
+// QUIT act by default meanwhile (it has nothing to finish); the other signals
+// stay held as in any starting worker.
+int wait_as_spare(int ipc_fd, std::vector<int>* fds) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int signum : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&stop, signum);
+  sigprocmask(SIG_UNBLOCK, &stop, nullptr);
+  int rc = receive_fds(ipc_fd, fds);
+  sigprocmask(SIG_BLOCK, &stop, nullptr);
+  if (rc < 0) {
+    PF_LOG_ERROR("spare: receiving the listening sockets: %s", std::strerror(-rc));
+    return -1;
+  }
+  return rc;
+}
+
 }  // namespace
 
-int run_worker(int ipc_fd, pid_t master_pid) {
+int run_worker(int ipc_fd, pid_t master_pid, bool spare) {
   log::set_identity("worker");
   // SIGTERM (not SIGKILL) so the worker still closes its sockets in order.
   if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) PF_LOG_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
@@ -447,8 +498,13 @@ int run_worker(int ipc_fd, pid_t master_pid) {
     return 1;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  std::vector<int> passed_fds;
+  if (spare) {
+    if (int rc = wait_as_spare(ipc_fd, &passed_fds); rc <= 0) return rc == 0 ? 0 : 1;
+  }
   // Test hook for the start-up signal tests: widens the time in which the
-  // worker's signals are held and its handlers do not exist yet.
+  // worker's signals are held and its handlers do not exist yet (for a spare:
+  // once it has been started).
   if (const char* ms = std::getenv("PREFORKD_TEST_WORKER_START_DELAY_MS")) {
     PF_LOG_WARN("test hook: starting %s ms late", ms);
     ::usleep(static_cast<useconds_t>(std::strtoul(ms, nullptr, 10) * 1000));
@@ -461,7 +517,7 @@ int run_worker(int ipc_fd, pid_t master_pid) {
   }
   int code;
   {
-    WorkerLoop worker(&loop);
+    WorkerLoop worker(&loop, spare, std::move(passed_fds));
     code = worker.run(ipc_fd);
   }
   // Let every close callback run; a handle still open here is a leak.

@@ -144,8 +144,25 @@ bool wait_gone(pid_t pid, Millis timeout) {
   return process_gone(pid);
 }
 
-std::vector<pid_t> children_of(pid_t parent) {
+namespace {
+
+enum class ChildKind { worker, spare, neither };
+
+// What a child of `parent` is, from its command line: a pre-spawned spare
+// (prespawn: "preforkd: spare" until it is started, when it rewrites it), a
+// process between fork and exec (the parent's command line), one whose memory
+// is already gone (exiting: empty), or else a worker.
+ChildKind kind_of(const std::string& pid, const std::string& parent_cmdline) {
+  std::string cmdline = read_file("/proc/" + pid + "/cmdline");
+  if (cmdline.rfind(std::string("preforkd: spare\0", 16), 0) == 0) return ChildKind::spare;
+  if (cmdline.empty() || cmdline == parent_cmdline) return ChildKind::neither;
+  return ChildKind::worker;
+}
+
+// Live children of `parent`: the spares among them (spares) or the others.
+std::vector<pid_t> live_children(pid_t parent, ChildKind wanted) {
   std::vector<pid_t> result;
+  const std::string parent_cmdline = read_file("/proc/" + std::to_string(parent) + "/cmdline");
   DIR* proc = opendir("/proc");
   if (!proc) return result;
   while (dirent* entry = readdir(proc)) {
@@ -158,11 +175,18 @@ std::vector<pid_t> children_of(pid_t parent) {
     char state = 0;
     long ppid = 0;
     if (std::sscanf(stat.c_str() + close_paren + 1, " %c %ld", &state, &ppid) != 2) continue;
-    if (ppid == parent && state != 'Z') result.push_back(static_cast<pid_t>(pid));
+    if (ppid != parent || state == 'Z') continue;
+    if (kind_of(entry->d_name, parent_cmdline) == wanted) result.push_back(static_cast<pid_t>(pid));
   }
   closedir(proc);
   return result;
 }
+
+}  // namespace
+
+std::vector<pid_t> children_of(pid_t parent) { return live_children(parent, ChildKind::worker); }
+
+std::vector<pid_t> spares_of(pid_t parent) { return live_children(parent, ChildKind::spare); }
 
 std::vector<unsigned long> socket_inodes(const std::string& proc_net_file, int port, bool listening_only) {
   std::vector<unsigned long> inodes;

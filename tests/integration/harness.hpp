@@ -30,8 +30,11 @@ int run_command(const std::string& command, std::string* output = nullptr);
 // True once pid no longer exists or is a zombie (reaped here when it is our child).
 bool process_gone(pid_t pid);
 bool wait_gone(pid_t pid, Millis timeout);
-// Children of pid, from /proc.
+// Live children of pid, from /proc: not idle spares (prespawn: "preforkd: spare"),
+// nor one between fork and exec (its parent's command line) or exiting (none).
 std::vector<pid_t> children_of(pid_t pid);
+// The master's idle spares, from their command line.
+std::vector<pid_t> spares_of(pid_t pid);
 // Socket inodes of LISTEN (tcp) or bound (udp) sockets on port, from /proc/net.
 std::vector<unsigned long> socket_inodes(const std::string& proc_net_file, int port, bool listening_only);
 // Socket inodes held open by pid, from /proc/PID/fd.

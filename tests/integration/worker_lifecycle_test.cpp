@@ -89,7 +89,9 @@ TEST(WorkerLifecycle, LogReopenRightAfterReloadNeverFailsIt) {
 // the default action. Before the fix: killed by signal 10 at once.
 TEST(WorkerLifecycle, StartingWorkerHoldsSignalsAndStopsOnTerm) {
   setenv("PREFORKD_TEST_WORKER_START_DELAY_MS", "400", 1);
-  Preforkd server({.workers = 1});
+  // Workers exec'd for their slot: a spare (prespawn) has passed exec and main
+  // long before it is started; SpareLifecycle.* covers spares.
+  Preforkd server({.workers = 1, .top_config = "prespawn = false\n"});
   std::string why;
   bool started = server.start(15s, &why);
   unsetenv("PREFORKD_TEST_WORKER_START_DELAY_MS");

@@ -44,6 +44,13 @@ class FakeIo {
   virtual void all_stopped() = 0;
   // USR2 accepted: the new master's pid, or 0 when it could not be started.
   virtual pid_t start_upgrade() { return 9000; }
+  // SpawnSpare: the idle process's pid, or -1.
+  virtual pid_t spawn_spare() { return next_spare++; }
+  // A Spawn that takes `spare`: true if it could be handed its sockets.
+  virtual bool start_spare(pid_t /*spare*/, int /*slot*/, unsigned /*generation*/) { return true; }
+
+  bool prespawn = false;  // the configurations' `prespawn`
+  pid_t next_spare = 7000;
 
   // What each generation's configuration holds besides its worker count.
   std::uint64_t max_requests = 1'000'000;  // the driver's recycle() reports more requests than this
@@ -151,6 +158,8 @@ class SupervisorDriver {
   const Supervisor& supervisor() const { return sup_; }
 
   std::vector<Effect> effects;  // every effect, in order
+  std::vector<pid_t> spares_spawned;  // SpawnSpare answers, in order
+  std::vector<pid_t> spare_starts;    // spares taken by a Spawn, in order
 
  private:
   void execute(const effect::PrepareGeneration& prepare, std::deque<Event>& pending) {
@@ -168,13 +177,25 @@ class SupervisorDriver {
       generation->config.max_requests_jitter = io_.max_requests_jitter;
       generation->config.listeners = io_.listeners;
       generation->config.exec = io_.exec;
+      generation->config.prespawn = io_.prespawn;
       config = generation;
     }
     pending.push_back(event::GenerationPrepared{prepare.generation, config,
                                                 config ? "" : "config.toml:1:1: workers: invalid"});
   }
   void execute(const effect::Spawn& spawn, std::deque<Event>& pending) {
+    if (spawn.spare > 0) {
+      spare_starts.push_back(spawn.spare);
+      bool ok = io_.start_spare(spawn.spare, spawn.slot, spawn.generation);
+      pending.push_back(event::Spawned{spawn.slot, spawn.generation, ok ? spawn.spare : -1, io_.draw, spawn.spare});
+      return;
+    }
     pending.push_back(event::Spawned{spawn.slot, spawn.generation, io_.spawn(spawn.slot, spawn.generation), io_.draw});
+  }
+  void execute(const effect::SpawnSpare&, std::deque<Event>& pending) {
+    pid_t pid = io_.spawn_spare();
+    spares_spawned.push_back(pid);
+    pending.push_back(event::SpareSpawned{pid});
   }
   void execute(const effect::Signal& s, std::deque<Event>&) { io_.signal(s.pid, s.signum); }
   void execute(const effect::Retire& r, std::deque<Event>&) { io_.retire(r.pid, r.linger_ms == 0); }
