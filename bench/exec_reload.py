@@ -149,6 +149,7 @@ class Setup:
         self.log_path = os.path.join(self.dir, "server.log")
         self.proc = None
         self.seen = {}  # every process ever seen in the tree: checked gone at the end
+        self.leftovers = None
         self.expected = {"preforkd": 4, "start_server": 3}.get(key, 2)
         self.argv = self.command()
 
@@ -276,8 +277,10 @@ class Setup:
         deadline = time.monotonic() + 5
         while not all_gone(self.seen) and time.monotonic() < deadline:
             time.sleep(0.1)
+        self.leftovers = 0
         for pid, t in self.seen.items():
             if start_time(pid) == t:
+                self.leftovers += 1
                 log(f"{self.key}: pid {pid} outlived its master: killing it")
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -312,7 +315,8 @@ class Run:
         if "preforkd" in SETUPS:
             # A copy: the master execs its own image as the trampoline, and build-bench may be
             # rebuilt meanwhile.
-            self.preforkd = os.path.join(self.work, "preforkd")
+            os.makedirs(os.path.join(self.work, "bin"))
+            self.preforkd = os.path.join(self.work, "bin", "preforkd")
             subprocess.run(["cp", PREFORKD_SRC, self.preforkd], check=True)
         self.rows = []
 
@@ -356,7 +360,8 @@ class Run:
         finally:
             s.stop()
         row = {"setup": key, "label": s.label, "port": s.port, "command": s.described(), "steady": steady,
-               "storm": storm, "reloads": reloads, "server_log_tail": s.tail(8)}
+               "storm": storm, "reloads": reloads, "processes_seen": len(s.seen),
+               "leftovers": s.leftovers, "server_log_tail": s.tail(8)}
         self.rows.append(row)
         summary = summarize(row)
         log(f"{key} storm: {storm['requests']} requests, p99 {fmt(storm['p99_ms'], 1)} ms, failed "
@@ -457,6 +462,9 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
              "answer by `bench/exec_reload.lua`), and the poller's failed requests (any error or wrong answer). "
              "The steady windows had " + ", ".join(f"{r['setup']} {summarize(r)['steady_failed']}" for r in run.rows)
              + " failed requests.")
+    L.append("- processes left behind after stopping each setup (of all those seen in its tree): "
+             + ", ".join(f"{r['setup']} {r['leftovers']} of {r['processes_seen']}" for r in run.rows)
+             + " (a leftover would be killed by pid and counted here).")
     L.append("- *signal → new code serving*: from the HUP to the poller's receipt of the first answer with the new "
              "number. The poller sends one request at a time on a new connection, so this includes that request's "
              "own wait in the accept queue behind wrk's connections (about the p50 latency under load).")
