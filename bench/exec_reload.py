@@ -42,7 +42,7 @@ import time
 
 from bench import on_signal, own_cpu_seconds, parse_wrk
 from figures import fmt, median
-from procfs import MachineWatch, _stat_fields, descendants, loadavg, process_table
+from procfs import MachineWatch, _stat_fields, descendants, loadavg, process_table, tree_cpu_seconds
 from report import machine_load_lines
 from servers import PROCS, free_port
 from settings import BENCH_DIR, REPO, BenchError, env_float, env_int, log
@@ -78,6 +78,8 @@ KNOWN = {
 for _s in SETUPS:
     if _s not in KNOWN:
         sys.exit(f"exec_reload: EXEC_SETUPS: unknown setup {_s!r} (known: {', '.join(KNOWN)})")
+if len(set(SETUPS)) != len(SETUPS):
+    sys.exit(f"exec_reload: EXEC_SETUPS: a setup is listed twice: {','.join(SETUPS)}")
 
 
 # -------------------------------------------------------------- process tree ---
@@ -226,6 +228,11 @@ class Setup:
         if self.proc.poll() is not None:
             raise BenchError(f"{self.key} exited with {self.proc.returncode} during {what}:\n{self.tail()}")
 
+    def cpu_seconds(self):
+        """User + system CPU of the whole tree so far, reaped processes included: each
+        supervisor reaps its gunicorns, and each gunicorn master its workers."""
+        return tree_cpu_seconds(self.proc.pid)
+
     def tail(self, lines=20):
         with open(self.log_path, errors="replace") as f:
             return "".join(f.readlines()[-lines:])
@@ -326,16 +333,19 @@ class Run:
         try:
             s.start()
             argv = wrk_argv(s.port, STEADY_SECONDS)
+            cpu_before = s.cpu_seconds()
             rc, out, err = PROCS.run("wrk (steady)", argv, timeout=STEADY_SECONDS + 60)
             if rc != 0:
                 raise BenchError(f"wrk failed ({rc}): {err or out}")
             steady = parse(out, argv)
+            steady["server_cpu_seconds"] = s.cpu_seconds() - cpu_before
             s.check_alive("the steady window")
             log(f"{key} steady: {steady['requests']} requests, p99 {fmt(steady['p99_ms'], 1)} ms, "
                 f"errors {steady['socket_errors']}, non-2xx {steady['non2xx']}, bad body {steady['body_bad']}")
 
             bound = int(RELOADS * (RELOAD_TIMEOUT + SPACING + 1) + 60)
             argv = wrk_argv(s.port, bound)
+            cpu_before = s.cpu_seconds()
             wrk = PROCS.start("wrk (storm)", argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             reloads = []
             try:
@@ -356,6 +366,7 @@ class Run:
             if wrk.returncode != 0:
                 raise BenchError(f"wrk failed during the storm ({wrk.returncode}): {out}")
             storm = parse(out, argv)
+            storm["server_cpu_seconds"] = s.cpu_seconds() - cpu_before
             s.check_alive("the storm")
         finally:
             s.stop()
@@ -374,12 +385,22 @@ def summarize(row):
     new = [r["new_code_s"] * 1000 for r in reloads if r["new_code_s"] is not None]
     gone = [r["old_gone_s"] * 1000 for r in reloads if r["old_gone_s"] is not None]
     poll_failed = sum(sum(r["poll_errors"].values()) for r in reloads)
+    polls = sum(r["polls"] for r in reloads)
+    # CPU: the server's per request in the steady window; what the storm cost beyond
+    # serving its requests (wrk's and the poller's) at that rate, per reload.
+    steady_us = steady["server_cpu_seconds"] * 1e6 / steady["requests"] if steady["requests"] else None
+    storm_requests = storm["requests"] + polls
+    extra = (storm["server_cpu_seconds"] - storm_requests * steady_us / 1e6) / len(reloads) \
+        if steady_us is not None and reloads else None
     return {
         "complete": sum(1 for r in reloads if r["new_code_s"] is not None and r["old_gone_s"] is not None),
         "failed": storm["socket_errors"] + storm["non2xx"] + storm["body_bad"] + poll_failed,
         "steady_failed": steady["socket_errors"] + steady["non2xx"] + steady["body_bad"],
         "poll_failed": poll_failed,
-        "polls": sum(r["polls"] for r in reloads),
+        "polls": polls,
+        "steady_cpu_us": steady_us,
+        "storm_cpu_us": storm["server_cpu_seconds"] * 1e6 / storm_requests if storm_requests else None,
+        "cpu_per_reload_s": extra,
         "new_median_ms": median(new), "new_max_ms": max(new) if new else None,
         "gone_median_ms": median(gone), "gone_max_ms": max(gone) if gone else None,
         "p99_ratio": storm["p99_ms"] / steady["p99_ms"] if steady.get("p99_ms") and storm.get("p99_ms") else None,
@@ -435,11 +456,15 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
              f"EXEC_SETUPS={','.join(SETUPS)}")
     L.append(f"- date: {started_utc}; run time {elapsed / 60:.1f} min; kernel {os.uname().release}, "
              f"nproc {os.cpu_count()}; load average at start {load_start}, at end {load_end}")
+    commit = tool_version(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'])
+    if subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                      text=True).stdout.strip():
+        commit += " (with uncommitted changes)"
     L.append(f"- {tool_version(['gunicorn', '--version'])} (Debian's, sync worker); Server::Starter "
              f"{tool_version(['start_server', '--version'])} (libserver-starter-perl); "
              f"{tool_version(['wrk', '--version']).split(' [')[0]}; {tool_version(['python3', '--version'])}"
              + (f"; {tool_version([run.preforkd, '--version'])}, commit "
-                f"{tool_version(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'])}" if run.preforkd else ""))
+                f"{commit}" if run.preforkd else ""))
     L.append(f"- the app: `bench/exec_reload_app.py`, a fixed 14-byte answer `hello vNNNNNN` whose number is read "
              "from a file when the module is imported (the benchmark writes the next number before each HUP), "
              "so an answer with the new number comes from code loaded after the signal; every setup runs 2 "
@@ -471,13 +496,21 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
     L.append("- *signal → old processes gone*: until every process of the setup's tree from before the signal had "
              "exited and the tree was back to its steady size (/proc, checked every 20 ms).")
     L.append("")
-    L.append("| setup | steady: requests, req/s, p50, p99 | storm: s, requests, req/s, p50, p99 | poller requests |")
-    L.append("|---|---|---|---:|")
+    L.append("| setup | steady: requests, req/s, p50, p99, server CPU/request | storm: s, requests, req/s, p50, p99, "
+             "server CPU/request | poller requests | server CPU per reload beyond serving |")
+    L.append("|---|---|---|---:|---:|")
     for row in run.rows:
-        st, sm = row["steady"], row["storm"]
+        st, sm, s = row["steady"], row["storm"], summarize(row)
         L.append(f"| {row['setup']} | {st['requests']:,}, {fmt(st['rps'])}/s, {fmt(st['p50_ms'], 1)} ms, "
-                 f"{fmt(st['p99_ms'], 1)} ms | {fmt(sm['seconds'], 1)} s, {sm['requests']:,}, {fmt(sm['rps'])}/s, "
-                 f"{fmt(sm['p50_ms'], 1)} ms, {fmt(sm['p99_ms'], 1)} ms | {summarize(row)['polls']:,} |")
+                 f"{fmt(st['p99_ms'], 1)} ms, {fmt(s['steady_cpu_us'])} µs | {fmt(sm['seconds'], 1)} s, "
+                 f"{sm['requests']:,}, {fmt(sm['rps'])}/s, {fmt(sm['p50_ms'], 1)} ms, {fmt(sm['p99_ms'], 1)} ms, "
+                 f"{fmt(s['storm_cpu_us'])} µs | {s['polls']:,} | {fmt(s['cpu_per_reload_s'], 2)} s |")
+    L.append("")
+    L.append("Server CPU = user + system time of the setup's whole process tree, reaped processes included "
+             "(/proc/PID/stat of the master and its descendants, plus the master's cutime/cstime). *Per reload "
+             "beyond serving* = (storm CPU − storm requests, wrk's and the poller's, × the steady CPU per request) "
+             "/ reloads: what starting the new processes and stopping the old ones cost; on a shared machine it "
+             "is an estimate (±0.1 s).")
     L.append("")
     L.append("## How each setup reloads\n")
     L.append("- **preforkd [exec]**: each slot has its own `SO_REUSEPORT` socket, owned by the master. On HUP it "
