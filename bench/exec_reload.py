@@ -41,15 +41,16 @@ import tempfile
 import time
 
 from bench import on_signal, own_cpu_seconds, parse_wrk
-from figures import fmt, median
+from figures import fmt, fmt_range, median
 from procfs import MachineWatch, _stat_fields, descendants, loadavg, process_table, tree_cpu_seconds
 from report import machine_load_lines
 from servers import PROCS, free_port
 from settings import BENCH_DIR, REPO, BenchError, env_float, env_int, log
 
 SMOKE = "--smoke" in sys.argv[1:]
-RELOADS = env_int("EXEC_RELOADS", 3 if SMOKE else 30)
-STEADY_SECONDS = env_int("EXEC_STEADY_SECONDS", 3 if SMOKE else 10)
+RELOADS = env_int("EXEC_RELOADS", 3 if SMOKE else 30)            # per setup, over all rounds
+ROUNDS = env_int("EXEC_ROUNDS", 1 if SMOKE else 3)
+STEADY_SECONDS = env_int("EXEC_STEADY_SECONDS", 3 if SMOKE else 5)   # per round
 SPACING = env_float("EXEC_SPACING", 0.5)             # s after a reload completed, before the next HUP
 RELOAD_TIMEOUT = env_float("EXEC_RELOAD_TIMEOUT", 30)  # bound on one reload (new code and old gone)
 WRK_THREADS = env_int("EXEC_WRK_THREADS", 2)
@@ -59,7 +60,7 @@ SETUPS = [s for s in os.environ.get("EXEC_SETUPS", "preforkd,gunicorn,gunicorn-r
           if s]
 PREFORKD_SRC = os.environ.get("PREFORKD", os.path.join(REPO, "build-bench", "preforkd"))
 RESULTS_DIR = os.environ.get("EXEC_RESULTS_DIR", "" if SMOKE else os.path.join(BENCH_DIR, "results"))
-ENV_KEYS = ["EXEC_RELOADS", "EXEC_STEADY_SECONDS", "EXEC_SPACING", "EXEC_RELOAD_TIMEOUT", "EXEC_WRK_THREADS",
+ENV_KEYS = ["EXEC_RELOADS", "EXEC_ROUNDS", "EXEC_STEADY_SECONDS", "EXEC_SPACING", "EXEC_RELOAD_TIMEOUT", "EXEC_WRK_THREADS",
             "EXEC_WRK_CONNS", "EXEC_SETUPS", "EXEC_RESULTS_DIR", "PREFORKD", "KEEP_WORK"]
 
 APP = "exec_reload_app:app"
@@ -78,6 +79,8 @@ KNOWN = {
 for _s in SETUPS:
     if _s not in KNOWN:
         sys.exit(f"exec_reload: EXEC_SETUPS: unknown setup {_s!r} (known: {', '.join(KNOWN)})")
+if not 1 <= ROUNDS <= RELOADS:
+    sys.exit(f"exec_reload: EXEC_ROUNDS={ROUNDS} must be between 1 and EXEC_RELOADS={RELOADS}")
 if len(set(SETUPS)) != len(SETUPS):
     sys.exit(f"exec_reload: EXEC_SETUPS: a setup is listed twice: {','.join(SETUPS)}")
 
@@ -140,12 +143,12 @@ class Setup:
     of its process tree below the master when steady (the reload is complete when the
     tree is back to it and every pre-signal process has exited)."""
 
-    def __init__(self, run, key):
+    def __init__(self, run, key, rnd):
         self.run = run
         self.key = key
         self.label = KNOWN[key]
         self.port = free_port()
-        self.dir = os.path.join(run.work, key)
+        self.dir = os.path.join(run.work, f"{key}-r{rnd}")
         os.makedirs(self.dir)
         self.version_file = os.path.join(self.dir, "version")
         self.log_path = os.path.join(self.dir, "server.log")
@@ -325,11 +328,21 @@ class Run:
             os.makedirs(os.path.join(self.work, "bin"))
             self.preforkd = os.path.join(self.work, "bin", "preforkd")
             subprocess.run(["cp", PREFORKD_SRC, self.preforkd], check=True)
-        self.rows = []
+        self.rows = []  # one per setup and round
 
-    def one(self, key):
-        s = Setup(self, key)
-        log(f"--- {key}: {s.label}, port {s.port}")
+    def run(self):
+        """ROUNDS rounds; in each, every setup once (a fresh server: steady window, then its
+        share of the reloads), the order rotating from round to round, so that the
+        machine's other load (it is shared) falls on all setups alike."""
+        for rnd in range(ROUNDS):
+            count = RELOADS // ROUNDS + (1 if rnd < RELOADS % ROUNDS else 0)
+            shift = rnd % len(SETUPS)
+            for key in SETUPS[shift:] + SETUPS[:shift]:
+                self.one(key, rnd + 1, count)
+
+    def one(self, key, rnd, count):
+        s = Setup(self, key, rnd)
+        log(f"--- round {rnd}/{ROUNDS} {key}: {s.label}, port {s.port}, {count} reloads")
         try:
             s.start()
             argv = wrk_argv(s.port, STEADY_SECONDS)
@@ -340,17 +353,15 @@ class Run:
             steady = parse(out, argv)
             steady["server_cpu_seconds"] = s.cpu_seconds() - cpu_before
             s.check_alive("the steady window")
-            log(f"{key} steady: {steady['requests']} requests, p99 {fmt(steady['p99_ms'], 1)} ms, "
-                f"errors {steady['socket_errors']}, non-2xx {steady['non2xx']}, bad body {steady['body_bad']}")
 
-            bound = int(RELOADS * (RELOAD_TIMEOUT + SPACING + 1) + 60)
+            bound = int(count * (RELOAD_TIMEOUT + SPACING + 1) + 60)
             argv = wrk_argv(s.port, bound)
             cpu_before = s.cpu_seconds()
             wrk = PROCS.start("wrk (storm)", argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             reloads = []
             try:
                 time.sleep(1.0)  # wrk's connections are up and the queues are busy before the first HUP
-                for i in range(RELOADS):
+                for i in range(count):
                     s.check_alive("the storm")
                     if wrk.poll() is not None:
                         raise BenchError(f"wrk exited during the storm ({wrk.returncode})")
@@ -370,40 +381,64 @@ class Run:
             s.check_alive("the storm")
         finally:
             s.stop()
-        row = {"setup": key, "label": s.label, "port": s.port, "command": s.described(), "steady": steady,
-               "storm": storm, "reloads": reloads, "processes_seen": len(s.seen),
+        row = {"setup": key, "round": rnd, "label": s.label, "port": s.port, "command": s.described(),
+               "steady": steady, "storm": storm, "reloads": reloads, "processes_seen": len(s.seen),
                "leftovers": s.leftovers, "server_log_tail": s.tail(8)}
         self.rows.append(row)
-        summary = summarize(row)
-        log(f"{key} storm: {storm['requests']} requests, p99 {fmt(storm['p99_ms'], 1)} ms, failed "
-            f"{summary['failed']}, reloads complete {summary['complete']}/{len(reloads)}, new code median "
-            f"{fmt(summary['new_median_ms'])} ms, old gone median {fmt(summary['gone_median_ms'])} ms")
+        x = summarize([row])
+        log(f"{key} round {rnd}: steady p99 {fmt(steady['p99_ms'], 1)} ms; storm {storm['requests']} requests, "
+            f"p99 {fmt(storm['p99_ms'], 1)} ms, failed {x['failed']}, reloads complete {x['complete']}/{count}, "
+            f"new code median {fmt(x['new_median_ms'])} ms, old gone median {fmt(x['gone_median_ms'])} ms")
+
+    def setups(self):
+        """[(key, label, rows of its rounds)] in SETUPS order."""
+        return [(k, KNOWN[k], [r for r in self.rows if r["setup"] == k]) for k in SETUPS]
 
 
-def summarize(row):
-    storm, steady, reloads = row["storm"], row["steady"], row["reloads"]
+def summarize(rows):
+    """One setup's figures over its rounds: counts summed, reload times pooled, the
+    rounds' p99s kept apart (wrk's percentiles cannot be merged)."""
+    reloads = [r for row in rows for r in row["reloads"]]
     new = [r["new_code_s"] * 1000 for r in reloads if r["new_code_s"] is not None]
     gone = [r["old_gone_s"] * 1000 for r in reloads if r["old_gone_s"] is not None]
     poll_failed = sum(sum(r["poll_errors"].values()) for r in reloads)
     polls = sum(r["polls"] for r in reloads)
-    # CPU: the server's per request in the steady window; what the storm cost beyond
-    # serving its requests (wrk's and the poller's) at that rate, per reload.
-    steady_us = steady["server_cpu_seconds"] * 1e6 / steady["requests"] if steady["requests"] else None
-    storm_requests = storm["requests"] + polls
-    extra = (storm["server_cpu_seconds"] - storm_requests * steady_us / 1e6) / len(reloads) \
-        if steady_us is not None and reloads else None
+    errors = {k: sum(row["storm"]["errors"][k] for row in rows) for k in ("connect", "read", "write", "timeout")}
+    non2xx = sum(row["storm"]["non2xx"] for row in rows)
+    body_bad = sum(row["storm"]["body_bad"] for row in rows)
+    # CPU: the server's per request in each round's steady window; what each storm cost
+    # beyond serving its requests (wrk's and the poller's) at that round's steady rate.
+    steady_cpu = sum(row["steady"]["server_cpu_seconds"] for row in rows)
+    steady_requests = sum(row["steady"]["requests"] for row in rows)
+    storm_cpu = sum(row["storm"]["server_cpu_seconds"] for row in rows)
+    storm_requests = sum(row["storm"]["requests"] for row in rows) + polls
+    extra = 0.0
+    for row in rows:
+        rate = row["steady"]["server_cpu_seconds"] / row["steady"]["requests"] if row["steady"]["requests"] else 0
+        served = row["storm"]["requests"] + sum(r["polls"] for r in row["reloads"])
+        extra += row["storm"]["server_cpu_seconds"] - served * rate
+    ratios = [row["storm"]["p99_ms"] / row["steady"]["p99_ms"] for row in rows
+              if row["steady"].get("p99_ms") and row["storm"].get("p99_ms")]
     return {
+        "reloads": len(reloads),
         "complete": sum(1 for r in reloads if r["new_code_s"] is not None and r["old_gone_s"] is not None),
-        "failed": storm["socket_errors"] + storm["non2xx"] + storm["body_bad"] + poll_failed,
-        "steady_failed": steady["socket_errors"] + steady["non2xx"] + steady["body_bad"],
+        "requests": sum(row["storm"]["requests"] for row in rows),
+        "errors": errors, "non2xx": non2xx, "body_bad": body_bad,
+        "failed": sum(errors.values()) + non2xx + body_bad + poll_failed,
+        "steady_failed": sum(row["steady"]["socket_errors"] + row["steady"]["non2xx"] + row["steady"]["body_bad"]
+                             for row in rows),
         "poll_failed": poll_failed,
         "polls": polls,
-        "steady_cpu_us": steady_us,
-        "storm_cpu_us": storm["server_cpu_seconds"] * 1e6 / storm_requests if storm_requests else None,
-        "cpu_per_reload_s": extra,
+        "steady_p99s": [row["steady"]["p99_ms"] for row in rows],
+        "storm_p99s": [row["storm"]["p99_ms"] for row in rows],
+        "p99_ratios": ratios,
+        "steady_cpu_us": steady_cpu * 1e6 / steady_requests if steady_requests else None,
+        "storm_cpu_us": storm_cpu * 1e6 / storm_requests if storm_requests else None,
+        "cpu_per_reload_s": extra / len(reloads) if reloads else None,
         "new_median_ms": median(new), "new_max_ms": max(new) if new else None,
         "gone_median_ms": median(gone), "gone_max_ms": max(gone) if gone else None,
-        "p99_ratio": storm["p99_ms"] / steady["p99_ms"] if steady.get("p99_ms") and storm.get("p99_ms") else None,
+        "leftovers": sum(row["leftovers"] or 0 for row in rows),
+        "processes_seen": sum(row["processes_seen"] for row in rows),
     }
 
 
@@ -421,20 +456,21 @@ def command_line():
     return (env + " " if env else "") + "bench/exec_reload" + "".join(" " + a for a in sys.argv[1:])
 
 
-def table_lines(rows):
+def table_lines(run):
     L = ["| setup | reloads complete | requests (storm) | failed: connect / read / write / timeout / non-2xx / "
-         "bad body / poller | p99 steady → storm | signal → new code serving, median (max) | "
+         "bad body / poller | p99 steady | p99 storm | storm / steady | signal → new code serving, median (max) | "
          "signal → old processes gone, median (max) |",
-         "|---|---:|---:|---|---|---:|---:|"]
-    for row in rows:
-        s, st = summarize(row), row["storm"]
-        e = st["errors"]
-        L.append(f"| {row['label']} | {s['complete']}/{len(row['reloads'])} | {st['requests']:,} | "
-                 f"**{s['failed']}**: {e['connect']} / {e['read']} / {e['write']} / {e['timeout']} / "
-                 f"{st['non2xx']} / {st['body_bad']} / {s['poll_failed']} | "
-                 f"{fmt(row['steady']['p99_ms'], 1)} → {fmt(st['p99_ms'], 1)} ms ({fmt(s['p99_ratio'], 1)}×) | "
-                 f"{fmt(s['new_median_ms'])} ({fmt(s['new_max_ms'])}) ms | "
-                 f"{fmt(s['gone_median_ms'])} ({fmt(s['gone_max_ms'])}) ms |")
+         "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for _, label, rows in run.setups():
+        x = summarize(rows)
+        e = x["errors"]
+        L.append(f"| {label} | {x['complete']}/{x['reloads']} | {x['requests']:,} | "
+                 f"**{x['failed']}**: {e['connect']} / {e['read']} / {e['write']} / {e['timeout']} / "
+                 f"{x['non2xx']} / {x['body_bad']} / {x['poll_failed']} | "
+                 f"{fmt_range(x['steady_p99s'], 1)} ms | {fmt_range(x['storm_p99s'], 1)} ms | "
+                 f"{fmt_range(x['p99_ratios'], 1)}× | "
+                 f"{fmt(x['new_median_ms'])} ({fmt(x['new_max_ms'])}) ms | "
+                 f"{fmt(x['gone_median_ms'])} ({fmt(x['gone_max_ms'])}) ms |")
     return L
 
 
@@ -451,7 +487,7 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
                  "same way, but a slower machine widens every reload's window.\n")
     L.append("## Setup\n")
     L.append(f"- command: `{command_line()}` (from the repository root)")
-    L.append(f"- parameters: EXEC_RELOADS={RELOADS} EXEC_STEADY_SECONDS={STEADY_SECONDS} EXEC_SPACING={SPACING} "
+    L.append(f"- parameters: EXEC_RELOADS={RELOADS} EXEC_ROUNDS={ROUNDS} EXEC_STEADY_SECONDS={STEADY_SECONDS} EXEC_SPACING={SPACING} "
              f"EXEC_RELOAD_TIMEOUT={RELOAD_TIMEOUT:g} EXEC_WRK_THREADS={WRK_THREADS} EXEC_WRK_CONNS={WRK_CONNS} "
              f"EXEC_SETUPS={','.join(SETUPS)}")
     L.append(f"- date: {started_utc}; run time {elapsed / 60:.1f} min; kernel {os.uname().release}, "
@@ -470,9 +506,12 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
              "so an answer with the new number comes from code loaded after the signal; every setup runs 2 "
              "serving processes (gunicorn sync workers), listen backlog 511, graceful timeout 10 s, loopback")
     L.append(f"- load: `{run.rows[0]['storm']['command'].replace(str(run.rows[0]['port']), 'PORT')}` "
-             f"(the steady window: the same with `-d{STEADY_SECONDS}s`), stopped with SIGINT {SPACING:g} s after the "
+             f"(the steady window: the same with `-d{STEADY_SECONDS}s`); the storm's wrk is stopped with SIGINT {SPACING:g} s after the "
              "last reload; every request a new connection. gunicorn's sync worker closes every connection "
              "after one answer, so a keep-alive variant would measure the same thing and is not run")
+    L.append(f"- rounds: {ROUNDS}; in each, every setup runs once on a fresh server (a {STEADY_SECONDS} s steady "
+             f"window, then a storm of its share of the {RELOADS} reloads), the order of the setups rotating from "
+             "round to round so that the machine's other load falls on all of them alike")
     L.append(f"- reloads: {RELOADS} HUPs per setup, one at a time: the next is sent {SPACING:g} s after the previous "
              "one completed (new code seen by the poller **and** every process from before the signal exited, "
              f"the tree back to its steady size), each bounded by {RELOAD_TIMEOUT:g} s")
@@ -480,37 +519,49 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
              "ran): p99 includes scheduling delay, and the setups ran one after the other, not at once")
     L.append("")
     L.append("## Results\n")
-    L += table_lines(run.rows)
+    L += table_lines(run)
     L.append("")
     L.append("- *failed*: wrk's socket errors (connect, read, write, timeout > "
              f"{WRK_TIMEOUT}), its non-2xx count, 200 answers whose body was not the app's (checked on every "
              "answer by `bench/exec_reload.lua`), and the poller's failed requests (any error or wrong answer). "
-             "The steady windows had " + ", ".join(f"{r['setup']} {summarize(r)['steady_failed']}" for r in run.rows)
-             + " failed requests.")
+             "The steady windows had " + ", ".join(f"{k} {summarize(rows)['steady_failed']}"
+                                                   for k, _, rows in run.setups()) + " failed requests.")
     L.append("- processes left behind after stopping each setup (of all those seen in its tree): "
-             + ", ".join(f"{r['setup']} {r['leftovers']} of {r['processes_seen']}" for r in run.rows)
+             + ", ".join(f"{k} {summarize(rows)['leftovers']} of {summarize(rows)['processes_seen']}"
+                         for k, _, rows in run.setups())
              + " (a leftover would be killed by pid and counted here).")
+    L.append("- p99 steady, p99 storm and their ratio: median of the rounds (min–max); wrk's percentiles of "
+             "different runs cannot be merged.")
     L.append("- *signal → new code serving*: from the HUP to the poller's receipt of the first answer with the new "
              "number. The poller sends one request at a time on a new connection, so this includes that request's "
              "own wait in the accept queue behind wrk's connections (about the p50 latency under load).")
     L.append("- *signal → old processes gone*: until every process of the setup's tree from before the signal had "
              "exited and the tree was back to its steady size (/proc, checked every 20 ms).")
     L.append("")
-    L.append("| setup | steady: requests, req/s, p50, p99, server CPU/request | storm: s, requests, req/s, p50, p99, "
-             "server CPU/request | poller requests | server CPU per reload beyond serving |")
-    L.append("|---|---|---|---:|---:|")
-    for row in run.rows:
-        st, sm, s = row["steady"], row["storm"], summarize(row)
-        L.append(f"| {row['setup']} | {st['requests']:,}, {fmt(st['rps'])}/s, {fmt(st['p50_ms'], 1)} ms, "
-                 f"{fmt(st['p99_ms'], 1)} ms, {fmt(s['steady_cpu_us'])} µs | {fmt(sm['seconds'], 1)} s, "
-                 f"{sm['requests']:,}, {fmt(sm['rps'])}/s, {fmt(sm['p50_ms'], 1)} ms, {fmt(sm['p99_ms'], 1)} ms, "
-                 f"{fmt(s['storm_cpu_us'])} µs | {s['polls']:,} | {fmt(s['cpu_per_reload_s'], 2)} s |")
+    L.append("| setup | server CPU per request, steady | the same, storm | server CPU per reload beyond serving |")
+    L.append("|---|---:|---:|---:|")
+    for key, _, rows in run.setups():
+        x = summarize(rows)
+        L.append(f"| {key} | {fmt(x['steady_cpu_us'])} µs | {fmt(x['storm_cpu_us'])} µs | "
+                 f"{fmt(x['cpu_per_reload_s'], 2)} s |")
     L.append("")
     L.append("Server CPU = user + system time of the setup's whole process tree, reaped processes included "
              "(/proc/PID/stat of the master and its descendants, plus the master's cutime/cstime). *Per reload "
              "beyond serving* = (storm CPU − storm requests, wrk's and the poller's, × the steady CPU per request) "
-             "/ reloads: what starting the new processes and stopping the old ones cost; on a shared machine it "
-             "is an estimate (±0.1 s).")
+             "/ reloads, each round against its own steady rate: what starting the new processes and stopping the "
+             "old ones cost. CPU per request itself moves by tens of percent with the machine's other load (cache "
+             "and core contention), so this is an estimate.")
+    L.append("")
+    L.append("Per round (in the order they ran):\n")
+    L.append("| round | setup | steady: requests, req/s, p50, p99 | storm: s, reloads, requests, req/s, p50, p99 | "
+             "poller requests | failed |")
+    L.append("|---:|---|---|---|---:|---:|")
+    for row in run.rows:
+        st, sm, x = row["steady"], row["storm"], summarize([row])
+        L.append(f"| {row['round']} | {row['setup']} | {st['requests']:,}, {fmt(st['rps'])}/s, "
+                 f"{fmt(st['p50_ms'], 1)} ms, {fmt(st['p99_ms'], 1)} ms | {fmt(sm['seconds'], 1)} s, "
+                 f"{x['reloads']}, {sm['requests']:,}, {fmt(sm['rps'])}/s, {fmt(sm['p50_ms'], 1)} ms, "
+                 f"{fmt(sm['p99_ms'], 1)} ms | {x['polls']:,} | {x['failed']} |")
     L.append("")
     L.append("## How each setup reloads\n")
     L.append("- **preforkd [exec]**: each slot has its own `SO_REUSEPORT` socket, owned by the master. On HUP it "
@@ -529,8 +580,8 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
              "Readiness is \"alive after 1 s\", not \"serving\".")
     L.append("")
     L.append("## Commands and configs\n")
-    for row in run.rows:
-        L.append(f"**{row['setup']}**\n\n```\n{row['command']}\n```\n")
+    for key, _, rows in run.setups():
+        L.append(f"**{key}**\n\n```\n{rows[0]['command']}\n```\n")
     L += machine_load_lines(machine)
     text = "\n".join(L) + "\n"
     out_dir = RESULTS_DIR or run.work
@@ -556,9 +607,8 @@ def main():
     ok = False
     try:
         run = Run()
-        log(f"work dir {run.work}; {RELOADS} reloads per setup; setups {', '.join(SETUPS)}")
-        for key in SETUPS:
-            run.one(key)
+        log(f"work dir {run.work}; {RELOADS} reloads per setup in {ROUNDS} round(s); setups {', '.join(SETUPS)}")
+        run.run()
         PROCS.stop_all()
         machine = watch.report(own_cpu_seconds())
         path, text = write_report(run, started_utc, time.monotonic() - started, load_start, loadavg(), machine)
