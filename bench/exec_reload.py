@@ -482,7 +482,7 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
         top = ", ".join(f"`{c}`" for c, _ in machine["other_by_command"][:3])
         L.append(f"> **The machine was busy with other work during this run**: other processes used {share * 100:.0f}% "
                  f"of its CPU (mostly {top}; see \"What else was running on the machine\"). Latencies and times are "
-                 "noisy: compare the setups with each other (they ran minutes apart, not at once), and re-run on a "
+                 "noisy: compare the setups with each other (they ran one at a time, in rotating rounds), and re-run on a "
                  "quiet machine before quoting absolute numbers. The failure counts do not depend on speed in the "
                  "same way, but a slower machine widens every reload's window.\n")
     L.append("## Setup\n")
