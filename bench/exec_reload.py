@@ -13,8 +13,10 @@ Setups (2 serving processes each, gunicorn's sync worker, bench/exec_reload_app.
                       `gunicorn --workers 2 --bind fd://N` (N from SERVER_STARTER_PORT);
                       reload = HUP to start_server
 
-For each setup, on a fresh server: a steady window (wrk, no reloads), then the storm:
-wrk runs while the master gets RELOADS HUPs, one at a time. Before each HUP the app's
+In each of ROUNDS rounds every setup runs once (the order rotating from round to round,
+so the shared machine's other load falls on all alike), on a fresh server: a steady
+window (wrk, no reloads), then the storm: wrk runs while the master gets its share of
+the RELOADS HUPs, one at a time. Before each HUP the app's
 version file gets the next number; after it a poller (this process: one request per new
 connection, back to back) times the first answer carrying the new version (signal -> new
 code serving) while the process tree is watched until every pre-signal process has exited
@@ -60,8 +62,8 @@ SETUPS = [s for s in os.environ.get("EXEC_SETUPS", "preforkd,gunicorn,gunicorn-r
           if s]
 PREFORKD_SRC = os.environ.get("PREFORKD", os.path.join(REPO, "build-bench", "preforkd"))
 RESULTS_DIR = os.environ.get("EXEC_RESULTS_DIR", "" if SMOKE else os.path.join(BENCH_DIR, "results"))
-ENV_KEYS = ["EXEC_RELOADS", "EXEC_ROUNDS", "EXEC_STEADY_SECONDS", "EXEC_SPACING", "EXEC_RELOAD_TIMEOUT", "EXEC_WRK_THREADS",
-            "EXEC_WRK_CONNS", "EXEC_SETUPS", "EXEC_RESULTS_DIR", "PREFORKD", "KEEP_WORK"]
+ENV_KEYS = ["EXEC_RELOADS", "EXEC_ROUNDS", "EXEC_STEADY_SECONDS", "EXEC_SPACING", "EXEC_RELOAD_TIMEOUT",
+            "EXEC_WRK_THREADS", "EXEC_WRK_CONNS", "EXEC_SETUPS", "EXEC_RESULTS_DIR", "PREFORKD", "KEEP_WORK"]
 
 APP = "exec_reload_app:app"
 LUA = os.path.join(BENCH_DIR, "exec_reload.lua")
@@ -482,13 +484,14 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
         top = ", ".join(f"`{c}`" for c, _ in machine["other_by_command"][:3])
         L.append(f"> **The machine was busy with other work during this run**: other processes used {share * 100:.0f}% "
                  f"of its CPU (mostly {top}; see \"What else was running on the machine\"). Latencies and times are "
-                 "noisy: compare the setups with each other (they ran one at a time, in rotating rounds), and re-run on a "
-                 "quiet machine before quoting absolute numbers. The failure counts do not depend on speed in the "
-                 "same way, but a slower machine widens every reload's window.\n")
+                 "noisy: compare the setups with each other (they ran one at a time, in rotating rounds), and "
+                 "re-run on a quiet machine before quoting absolute numbers. The failure counts do not depend "
+                 "on speed in the same way, but a slower machine widens every reload's window.\n")
     L.append("## Setup\n")
     L.append(f"- command: `{command_line()}` (from the repository root)")
-    L.append(f"- parameters: EXEC_RELOADS={RELOADS} EXEC_ROUNDS={ROUNDS} EXEC_STEADY_SECONDS={STEADY_SECONDS} EXEC_SPACING={SPACING} "
-             f"EXEC_RELOAD_TIMEOUT={RELOAD_TIMEOUT:g} EXEC_WRK_THREADS={WRK_THREADS} EXEC_WRK_CONNS={WRK_CONNS} "
+    L.append(f"- parameters: EXEC_RELOADS={RELOADS} EXEC_ROUNDS={ROUNDS} EXEC_STEADY_SECONDS={STEADY_SECONDS} "
+             f"EXEC_SPACING={SPACING} EXEC_RELOAD_TIMEOUT={RELOAD_TIMEOUT:g} EXEC_WRK_THREADS={WRK_THREADS} "
+             f"EXEC_WRK_CONNS={WRK_CONNS} "
              f"EXEC_SETUPS={','.join(SETUPS)}")
     L.append(f"- date: {started_utc}; run time {elapsed / 60:.1f} min; kernel {os.uname().release}, "
              f"nproc {os.cpu_count()}; load average at start {load_start}, at end {load_end}")
@@ -506,9 +509,10 @@ def write_report(run, started_utc, elapsed, load_start, load_end, machine):
              "so an answer with the new number comes from code loaded after the signal; every setup runs 2 "
              "serving processes (gunicorn sync workers), listen backlog 511, graceful timeout 10 s, loopback")
     L.append(f"- load: `{run.rows[0]['storm']['command'].replace(str(run.rows[0]['port']), 'PORT')}` "
-             f"(the steady window: the same with `-d{STEADY_SECONDS}s`); the storm's wrk is stopped with SIGINT {SPACING:g} s after the "
-             "last reload; every request a new connection. gunicorn's sync worker closes every connection "
-             "after one answer, so a keep-alive variant would measure the same thing and is not run")
+             f"(the steady window: the same with `-d{STEADY_SECONDS}s`); the storm's wrk is stopped with SIGINT "
+             f"{SPACING:g} s after the last reload; every request a new connection. gunicorn's sync worker "
+             "closes every connection after one answer, so a keep-alive variant would measure the same thing "
+             "and is not run")
     L.append(f"- rounds: {ROUNDS}; in each, every setup runs once on a fresh server (a {STEADY_SECONDS} s steady "
              f"window, then a storm of its share of the {RELOADS} reloads), the order of the setups rotating from "
              "round to round so that the machine's other load falls on all of them alike")
