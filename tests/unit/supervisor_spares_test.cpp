@@ -97,6 +97,29 @@ TEST_F(SpareTest, AReloadToMoreSlotsThanSparesSpawnsTheRest) {
   EXPECT_EQ(idle_spares().size(), 3u);
 }
 
+// A spare is preforkd's own worker; an [exec] program must be exec'd with its
+// sockets in place. A reload to [exec] forks its programs afresh, the built-in
+// generation's spares are killed once the programs serve, and none are made.
+TEST_F(SpareTest, AnExecGenerationNeitherTakesNorMakesSpares) {
+  start_ready();
+  ASSERT_EQ(idle_spares(), (std::vector<pid_t>{7000, 7001}));
+  io_.exec.command = {"gunicorn", "app:app"};
+  io_.exec.program = "/usr/bin/gunicorn";
+  sup_.reload(100);
+  EXPECT_TRUE(sup_.spare_starts.empty());
+  EXPECT_EQ(io_.fresh_spawns, 4);
+  std::vector<pid_t> programs;
+  for (const auto& [pid, w] : sup_.workers())
+    if (w.generation == 2) programs.push_back(pid);
+  ASSERT_EQ(programs.size(), 2u);
+  for (pid_t pid : programs) sup_.notice(pid, "READY=1", 120);
+  EXPECT_EQ(sup_.serving_generation(), 2u);
+  EXPECT_TRUE(killed(7000));
+  EXPECT_TRUE(killed(7001));
+  EXPECT_TRUE(idle_spares().empty());
+  EXPECT_EQ(sup_.spares_spawned.size(), 2u);  // only generation 1's
+}
+
 TEST_F(SpareTest, ACrashedWorkerIsReplacedByASpare) {
   start_ready();
   pid_t worker = sup_.worker_of(0);
