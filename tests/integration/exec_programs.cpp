@@ -54,10 +54,11 @@ std::vector<ExecProgram> exec_programs() {
   const std::string dir = exec_fixtures_dir();
   const std::string in_fixtures = "directory = " + quoted(dir) + "\n";
   std::vector<ExecProgram> programs;
-  // gunicorn reads LISTEN_FDS itself and sends READY=1; --backlog as preforkd's,
+  // gunicorn reads LISTEN_FDS itself and sends READY=1; --preload so that the app
+  // is imported before that READY=1 (see the README); --backlog as preforkd's,
   // since gunicorn calls listen(2) again on the socket it is given.
   programs.push_back({"gunicorn", false, false,
-                      "command = [\"/usr/bin/gunicorn\", \"--workers\", \"1\", \"--backlog\", \"511\", "
+                      "command = [\"/usr/bin/gunicorn\", \"--workers\", \"1\", \"--preload\", \"--backlog\", \"511\", "
                       "\"--graceful-timeout\", \"10\", \"wsgi_app:app\"]\n" + in_fixtures});
   // uvicorn: --fd 3, no sd_notify: ready by staying alive; it does not handle USR1.
   programs.push_back({"uvicorn", false, false,

@@ -444,6 +444,27 @@ TEST(ExecMode, ReloadWaitReportsAProgramThatExitsAtOnce) {
   expect_serving(s, 3, 2);
 }
 
+// gunicorn's READY=1 comes from its arbiter; with --preload (as the suite and the
+// README run it) the app is imported before it, so a new version whose app cannot
+// be imported fails the reload instead of replacing generation 1 with programs
+// that then exit in a loop.
+TEST(ExecMode, GunicornWhoseAppCannotBeImportedFailsTheReload) {
+  ExecServer s(exec_program("gunicorn"), {.workers = 2});
+  std::string why;
+  ASSERT_TRUE(s.start(&why)) << why;
+  const std::vector<pid_t> before = sorted_workers(s);
+  const std::string good = s.config_text();
+  ASSERT_NE(good.find("wsgi_app:app"), std::string::npos) << good;
+  write_file(s.server().config_path(), std::regex_replace(good, std::regex("wsgi_app:app"), "no_such_app:app"));
+  std::string out;
+  EXPECT_EQ(s.server().run_cli("-s reload --wait", &out), 1) << out << s.server().log();
+  EXPECT_TRUE(std::regex_search(out, std::regex("^preforkd: reload failed: reload to generation 2 failed: worker \\d+ "
+                                                "exited during start \\(status \\d+; its last output: \".*"
+                                                "No module named 'no_such_app'\"\\); generation 1 keeps serving\n$")))
+      << out;
+  expect_untouched(s, before);
+}
+
 // USR1 becomes each program's reopen_signal: SIGUSR1 to the Go server, which
 // logs it (its stderr reaches the error log under its slot); nothing to
 // uvicorn, which has reopen_signal = "none" (Python's default for SIGUSR1 is to
