@@ -379,13 +379,20 @@ class Bench:
     @staticmethod
     def memory_snapshot(server):
         rss, pss = proc_memory(server.proc.pid)
-        workers = []
+        # preforkd's pre-spawned spares (prespawn, on by default) are children too:
+        # idle processes waiting for the next reload, reported apart from the workers.
+        workers, spares = [], []
         for pid in children_of(server.proc.pid):
             w_rss, w_pss = proc_memory(pid)
-            workers.append({"pid": pid, "rss": w_rss, "pss": w_pss})
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    spare = f.read().startswith(b"preforkd: spare")
+            except OSError:
+                spare = False
+            (spares if spare else workers).append({"pid": pid, "rss": w_rss, "pss": w_pss})
         if len(workers) != server.workers:
             raise BenchError(f"{server.name}: {len(workers)} worker processes, expected {server.workers}")
-        return {"master": {"pid": server.proc.pid, "rss": rss, "pss": pss}, "workers": workers}
+        return {"master": {"pid": server.proc.pid, "rss": rss, "pss": pss}, "workers": workers, "spares": spares}
 
     # ------------------------------------------------------------ scenario 6 ---
     UDP_SERVERS = ("preforkd", "udp-floor")

@@ -612,6 +612,12 @@ def r345_lines(bench, targets):
             targets.append(("worker idle RSS ≤ nginx worker RSS", f"{kib(p_idle)} vs {kib(n_idle)} KiB",
                             p_idle <= n_idle))
         for r in mem:
+            spares = r["idle"].get("spares") or []
+            if spares:
+                L.append(f"\n{r['server']} also keeps {len(spares)} idle spare(s) for the next reload (`prespawn`), "
+                         "RSS (PSS) KiB: " + ", ".join(f"{kib(w['rss'])} ({kib(w['pss'])})" for w in spares) +
+                         "; not in the worker columns.")
+        for r in mem:
             if r["server_closed"]:
                 L.append(f"\nNote ({r['server']}): {r['server_closed']} — the per-connection figure is taken "
                          "before that.")
