@@ -1,5 +1,6 @@
-// The HTTP/1.1 session. The parser is paused at the end of every request, so the
-// handler runs outside parser callbacks and pipelined requests are answered
+// The HTTP/1.1 session. A request that arrives whole and plain takes the fast path
+// (scan_request); every other goes through http_parser, which is paused at the end
+// of every request. Either way the handler runs outside parser callbacks and pipelined requests are answered
 // strictly in order: the next one is parsed only when the previous response has
 // been queued. The session is the Request and the Exchange the handler sees, and
 // builds each response head in one buffer it reuses, so a request whose answer the
@@ -23,6 +24,7 @@
 #include "worker/access_log.hpp"
 #include "worker/ascii.hpp"
 #include "worker/http_date.hpp"
+#include "worker/http_request_scan.hpp"
 
 namespace preforkd {
 
@@ -169,8 +171,8 @@ class HttpSession final : public StreamSession, private http::Request, private h
   bool blocked() const { return closing_ || waiting_for_writes_ || awaiting_response_; }
 
   // --- http::Request -------------------------------------------------------------
-  std::string_view method() const override { return http_method_str(static_cast<http_method>(parser_.method)); }
-  std::string_view target() const override { return url_; }
+  std::string_view method() const override { return method_name(); }
+  std::string_view target() const override { return url(); }
   std::string_view path() const override {
     std::string_view t = origin_form();
     // A plain loop: find_first_of("?#") costs ~300 instructions per request here
@@ -181,7 +183,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
     return t.empty() ? std::string_view("/") : t;
   }
   std::string_view query() const override {
-    std::string_view t = url_;
+    std::string_view t = url();
     auto q = t.find('?');
     if (q == std::string_view::npos) return {};
     t.remove_prefix(q + 1);
@@ -190,7 +192,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
   // The target without an absolute form's "scheme://authority" (RFC 9112 3.2.2):
   // "http://h/a?b" -> "/a?b", "http://h" -> "". Other forms as they are.
   std::string_view origin_form() const {
-    std::string_view t = url_;
+    std::string_view t = url();
     if (t.empty() || t.front() == '/') return t;
     auto scheme_end = t.find("://");
     if (scheme_end == std::string_view::npos || t.find_first_of("/?#") < scheme_end) return t;
@@ -198,8 +200,8 @@ class HttpSession final : public StreamSession, private http::Request, private h
     auto path_at = t.find_first_of("/?#");
     return path_at == std::string_view::npos ? std::string_view() : t.substr(path_at);
   }
-  int version_major() const override { return parser_.http_major; }
-  int version_minor() const override { return parser_.http_minor; }
+  int version_major() const override { return http_major(); }
+  int version_minor() const override { return http_minor(); }
   std::string_view header(std::string_view name) const override {
     for (const HeaderSpan& h : headers_)
       if (iequals(header_name(h), name)) return header_value(h);
@@ -218,6 +220,14 @@ class HttpSession final : public StreamSession, private http::Request, private h
   std::string_view header_value(const HeaderSpan& h) const {
     return std::string_view(header_text_).substr(h.value_at, h.value_length);
   }
+  std::string_view url() const { return std::string_view(header_text_).substr(url_at_, url_length_); }
+
+  // The request in progress as the fast path or http_parser read it (for a request
+  // http_parser refused: whatever it had read).
+  unsigned method_code() const { return fast_ ? fast_method_ : parser_.method; }
+  const char* method_name() const { return http_method_str(static_cast<http_method>(method_code())); }
+  int http_major() const { return fast_ ? 1 : parser_.http_major; }
+  int http_minor() const { return fast_ ? fast_minor_ : parser_.http_minor; }
 
   // --- http::Exchange ------------------------------------------------------------
   const http::Request& request() const override { return *this; }
@@ -266,6 +276,15 @@ class HttpSession final : public StreamSession, private http::Request, private h
   std::size_t parse(std::string_view data) {
     std::size_t used = 0;
     while (used < data.size() && !blocked()) {
+      if (!in_message_) {
+        fast_ = false;
+        ScannedRequest scanned;  // on the stack: a session member would cost every idle connection ~0.5 KiB
+        if (scan_request(data.substr(used), limits_.max_request_line, limits_.max_header_size, scanned)) {
+          if (!take_scanned(scanned, data.substr(used, scanned.length))) return data.size();
+          used += scanned.length;
+          continue;
+        }
+      }
       std::size_t n = http_parser_execute(&parser_, &kSettings, data.data() + used, data.size() - used);
       used += n;
       auto error = HTTP_PARSER_ERRNO(&parser_);
@@ -298,6 +317,32 @@ class HttpSession final : public StreamSession, private http::Request, private h
       transport_.set_timeout(header_timeout_ms_);
     }
     return used;
+  }
+
+  // The fast path's request: what the callbacks would have collected, then the
+  // same checks and dispatch. false: refused (and answered), the connection closes.
+  bool take_scanned(const ScannedRequest& scanned, std::string_view head) {
+    begin_message();
+    fast_ = true;
+    fast_method_ = scanned.method;
+    fast_minor_ = scanned.http_minor;
+    fast_keep_alive_ = scanned.keep_alive;
+    header_text_.assign(head);
+    url_at_ = scanned.target.at;
+    url_length_ = scanned.target.length;
+    for (std::size_t i = 0; i < scanned.field_count; ++i) {
+      const ScannedRequest::Field& f = scanned.fields[i];
+      headers_.push_back({f.name.at, f.name.length, f.value.at, f.value.length});
+      note_header(header_name(headers_.back()), header_value(headers_.back()));
+    }
+    headers_done_ = true;
+    if (int status = check_request(); status != 0) {
+      PF_LOG_DEBUG("http: bad request (%d)", status);
+      send_error(status, /*keep_alive=*/false);
+      return false;
+    }
+    dispatch();
+    return true;
   }
 
   void resume() {
@@ -340,21 +385,21 @@ class HttpSession final : public StreamSession, private http::Request, private h
     in_message_ = false;
     // Retiring, the answer says Connection: close; a client that wanted to keep
     // the connection may already be sending (pipelining) and gets a lingering close.
-    peer_may_send_ = http_should_keep_alive(&parser_);
-    head_request_ = parser_.method == HTTP_HEAD;
+    peer_may_send_ = fast_ ? fast_keep_alive_ : http_should_keep_alive(&parser_) != 0;
+    head_request_ = method_code() == HTTP_HEAD;
     awaiting_response_ = true;
     dispatching_ = true;
     try {
       handler_.on_request(*this);
     } catch (const std::exception& e) {
-      PF_LOG_ERROR("http: handler: %s %s: %s", http_method_str(static_cast<http_method>(parser_.method)),
-                   url_.c_str(), e.what());
+      PF_LOG_ERROR("http: handler: %s %.*s: %s", method_name(), static_cast<int>(url_length_), url().data(),
+                   e.what());
       if (awaiting_response_) respond_error(500);
     }
     dispatching_ = false;
     if (awaiting_response_ && !deferred_) {
-      PF_LOG_ERROR("http: handler neither answered nor deferred %s %s",
-                   http_method_str(static_cast<http_method>(parser_.method)), url_.c_str());
+      PF_LOG_ERROR("http: handler neither answered nor deferred %s %.*s", method_name(),
+                   static_cast<int>(url_length_), url().data());
       respond_error(500);
     }
     // Deferred: nothing more is parsed until the answer, so nothing more is read
@@ -373,8 +418,8 @@ class HttpSession final : public StreamSession, private http::Request, private h
   // `headers` are the handler's lines. head: send no body (HEAD).
   void send_response(int status, std::string_view headers, http::Body body, bool keep_alive, bool head) {
     if (body.kind() == http::Body::Kind::length_only && !head) {
-      PF_LOG_ERROR("http: Body::length_only answers only HEAD, not %s %s",
-                   http_method_str(static_cast<http_method>(parser_.method)), url_.c_str());
+      PF_LOG_ERROR("http: Body::length_only answers only HEAD, not %s %.*s", method_name(),
+                   static_cast<int>(url_length_), url().data());
       return send_error(500, keep_alive);
     }
     const bool no_body = bodiless(status);
@@ -420,7 +465,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
     // HTTP/1.1 keeps alive by default and 1.0 closes by default; say so only
     // when the default is not what happens.
     // A request too broken to have a version is answered as HTTP/1.1.
-    bool http11 = parser_.http_major == 0 || (parser_.http_major == 1 && parser_.http_minor >= 1);
+    bool http11 = http_major() == 0 || (http_major() == 1 && http_minor() >= 1);
     if (!keep_alive && http11) head_ += "Connection: close\r\n";
     if (keep_alive && !http11) head_ += "Connection: keep-alive\r\n";
     head_ += headers;
@@ -438,7 +483,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
     http::Response r = error_page(status);
     // A request too broken to parse may not be what its method says: it gets the
     // page even when it looked like HEAD.
-    bool head = parser_.method == HTTP_HEAD && status != 400;
+    bool head = method_code() == HTTP_HEAD && status != 400;
     send_response(status, r.headers.text(), std::move(r.body), keep_alive, head);
   }
 
@@ -462,35 +507,42 @@ class HttpSession final : public StreamSession, private http::Request, private h
   }
 
   // --- parser callbacks ----------------------------------------------------------
+  // A new request, from either path.
+  void begin_message() {
+    access_headers_.reset();
+    in_message_ = true;
+    idle_armed_ = false;
+    peer_may_send_ = false;
+    headers_done_ = false;
+    reject_status_ = 0;
+    content_length_headers_ = 0;
+    host_headers_ = 0;
+    transfer_encoding_headers_ = 0;
+    transfer_encoding_.clear();
+    body_bytes_ = 0;
+    header_bytes_ = 0;
+    header_deadline_armed_ = false;
+    url_at_ = 0;
+    url_length_ = 0;
+    header_text_.clear();
+    headers_.clear();
+    body_.clear();
+    collect_body_ = false;
+    in_value_ = false;
+    header_ended_ = false;
+    last_was_value_ = false;
+  }
+
   static int on_message_begin(http_parser* p) {
-    auto* s = self(p);
-    s->access_headers_.reset();
-    s->in_message_ = true;
-    s->idle_armed_ = false;
-    s->peer_may_send_ = false;
-    s->headers_done_ = false;
-    s->reject_status_ = 0;
-    s->content_length_headers_ = 0;
-    s->host_headers_ = 0;
-    s->transfer_encoding_headers_ = 0;
-    s->transfer_encoding_.clear();
-    s->body_bytes_ = 0;
-    s->header_bytes_ = 0;
-    s->header_deadline_armed_ = false;
-    s->url_.clear();
-    s->header_text_.clear();
-    s->headers_.clear();
-    s->body_.clear();
-    s->collect_body_ = false;
-    s->in_value_ = false;
-    s->header_ended_ = false;
-    s->last_was_value_ = false;
+    self(p)->begin_message();
     return 0;
   }
+  // The target comes whole before any header, so it is the start of header_text_.
   static int on_url(http_parser* p, const char* at, std::size_t len) {
     auto* s = self(p);
-    if (s->url_.size() + len > s->limits_.max_request_line) return s->reject(414);
-    s->url_.append(at, len);
+    if (s->url_length_ + len > s->limits_.max_request_line) return s->reject(414);
+    s->header_text_.append(at, len);
+    s->url_length_ += static_cast<std::uint32_t>(len);
     return s->count_header_bytes(len);
   }
   static int on_header_field(http_parser* p, const char* at, std::size_t len) {
@@ -523,16 +575,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
     if (s->last_was_value_) s->end_header();
     s->headers_done_ = true;
     if (int status = s->check_framing(); status != 0) return s->reject(status);
-    // RFC 9112 3.2: a 1.1 request without Host, or any with two, is a 400.
-    if (s->host_headers_ > 1 || (s->host_headers_ == 0 && p->http_major == 1 && p->http_minor >= 1))
-      return s->reject(400);
-    // No exception may cross the parser's C frames.
-    try {
-      s->collect_body_ = s->handler_.wants_body(*s);
-    } catch (const std::exception& e) {
-      PF_LOG_ERROR("http: wants_body: %s", e.what());
-      return s->reject(500);
-    }
+    if (int status = s->check_request(); status != 0) return s->reject(status);
     // The body, if any, must keep coming: header_timeout between reads. (Without
     // one the deadline armed at the request's start covers the rest of it.)
     if ((p->flags & F_CHUNKED) != 0 || (p->content_length != ULLONG_MAX && p->content_length > 0))
@@ -550,6 +593,20 @@ class HttpSession final : public StreamSession, private http::Request, private h
   }
   static int on_message_complete(http_parser* p) {
     http_parser_pause(p, 1);
+    return 0;
+  }
+  // What every request's headers must pass, from either path: RFC 9112 3.2, a 1.1
+  // request without Host, or any with two, is a 400; then the handler says whether
+  // it wants the body. Returns the status to refuse the request with, or 0.
+  int check_request() {
+    if (host_headers_ > 1 || (host_headers_ == 0 && http_major() == 1 && http_minor() >= 1)) return 400;
+    // No exception may cross the parser's C frames.
+    try {
+      collect_body_ = handler_.wants_body(*this);
+    } catch (const std::exception& e) {
+      PF_LOG_ERROR("http: wants_body: %s", e.what());
+      return 500;
+    }
     return 0;
   }
   // Request smuggling lives in disagreements about where a body ends. The parser
@@ -583,7 +640,11 @@ class HttpSession final : public StreamSession, private http::Request, private h
   void end_header() {
     header_bytes_ += 4;
     const HeaderSpan& h = headers_.back();
-    std::string_view field = header_name(h), value = header_value(h);
+    note_header(header_name(h), header_value(h));
+    last_was_value_ = false;
+    header_ended_ = true;
+  }
+  void note_header(std::string_view field, std::string_view value) {
     if (iequals(field, "content-length")) ++content_length_headers_;
     if (iequals(field, "host")) ++host_headers_;
     if (iequals(field, "transfer-encoding")) {
@@ -591,18 +652,16 @@ class HttpSession final : public StreamSession, private http::Request, private h
       transfer_encoding_.assign(value);
     }
     access_headers_.note(field, value);
-    last_was_value_ = false;
-    header_ended_ = true;
   }
 
   // One line per response in the access log, if configured; a request the parser
   // rejected has no trustworthy request line.
   void log_access(int status, std::uint64_t body_bytes) {
     if (!access_log::enabled()) return;
-    bool parsed = HTTP_PARSER_ERRNO(&parser_) == HPE_OK || HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED;
+    bool parsed = fast_ || HTTP_PARSER_ERRNO(&parser_) == HPE_OK || HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED;
     std::string remote = transport_.peer_address();
-    access_log::write({remote, parsed ? http_method_str(static_cast<http_method>(parser_.method)) : "", url_,
-                       parser_.http_major, parser_.http_minor, status, body_bytes, &access_headers_});
+    access_log::write({remote, parsed ? method_name() : "", url(), http_major(), http_minor(), status, body_bytes,
+                       &access_headers_});
   }
 
   StreamTransport& transport_;
@@ -615,10 +674,16 @@ class HttpSession final : public StreamSession, private http::Request, private h
   access_log::RequestHeaders access_headers_;
   http_parser parser_{};
   std::string input_;  // bytes received but not yet parsed
-  std::string url_;
-  // Every header of the request in progress: names and values back to back in
-  // header_text_, located by headers_ (both reused, so a keep-alive connection
-  // stops allocating after its first requests).
+  // The request in progress came by the fast path, which read these.
+  bool fast_ = false;
+  bool fast_keep_alive_ = false;
+  unsigned fast_method_ = 0;
+  int fast_minor_ = 1;
+  // The target and every header of the request in progress, located in
+  // header_text_ by url_at_/url_length_ and headers_: http_parser's pieces are
+  // appended, the fast path's head is copied whole. Both reused, so a keep-alive
+  // connection stops allocating after its first requests.
+  std::uint32_t url_at_ = 0, url_length_ = 0;
   std::string header_text_;
   std::vector<HeaderSpan> headers_;
   std::string body_;  // collected when the handler wants_body

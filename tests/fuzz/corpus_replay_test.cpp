@@ -43,6 +43,7 @@ void replay(const std::string& target, Entry entry) {
 }
 
 TEST(FuzzCorpus, Http) { replay("http", preforkd::fuzz::http_one_input); }
+TEST(FuzzCorpus, HttpScan) { replay("http_scan", preforkd::fuzz::http_scan_one_input); }
 TEST(FuzzCorpus, Config) { replay("config", preforkd::fuzz::config_one_input); }
 TEST(FuzzCorpus, Ipc) { replay("ipc", preforkd::fuzz::ipc_one_input); }
 

@@ -17,6 +17,10 @@ namespace preforkd::fuzz {
 //   the rest   the bytes the client sends
 void http_one_input(const std::uint8_t* data, std::size_t size);
 
+// Byte 0 picks the limits, the rest is a client's bytes: whenever scan_request (the
+// HTTP fast path) takes a request, http_parser must read the same request.
+void http_scan_one_input(const std::uint8_t* data, std::size_t size);
+
 // The config text; parse_config must return or throw ConfigError.
 void config_one_input(const std::uint8_t* data, std::size_t size);
 

@@ -218,6 +218,51 @@ TEST(HttpLayer, CustomErrorPagesCoverTheLayersOwnErrors) {
   EXPECT_TRUE(out.find("400 Bad Request") != std::string::npos && out.find("custom 400\n") != std::string::npos) << out;
 }
 
+// The fast path (a request that arrives whole) and http_parser (the same bytes one
+// at a time: no read holds a whole request) must give the handler the same request
+// and the client the same answer, for requests the fast path takes (the first
+// five) and for ones it leaves to http_parser.
+TEST(HttpLayer, TheFastPathAndHttpParserAnswerAlike) {
+  auto describe = [](http::Exchange& ex) {
+    const http::Request& r = ex.request();
+    std::string seen = std::string(r.method()) + " " + std::string(r.target()) + " " + std::string(r.path()) + " " +
+                       std::string(r.query()) + " " + std::to_string(r.version_major()) + "." +
+                       std::to_string(r.version_minor());
+    for (std::size_t i = 0; i < r.header_count(); ++i)
+      seen += "|" + std::string(r.header_at(i).name) + "=" + std::string(r.header_at(i).value);
+    seen += "|host=" + std::string(r.header("HOST"));
+    ex.respond(200, "", Body::bytes(seen));
+  };
+  auto without_date = [](std::string out) {
+    for (std::size_t at = out.find("Date: "); at != std::string::npos; at = out.find("Date: ", at + 1))
+      out.erase(at, out.find("\r\n", at) - at);
+    return out;
+  };
+  const std::string requests[] = {
+      "GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nUser-Agent:  curl/8\r\n\r\n",
+      "HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /ten HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /ten-again HTTP/1.0\r\n\r\n",
+      "GET /bye HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+      "GET /no-host HTTP/1.1\r\nUser-Agent: x\r\n\r\n",
+      "GET /two-hosts HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+      "GET /a#frag HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, TE\r\n\r\n",
+      "GET http://h/abs?q HTTP/1.1\r\nHost: h\r\nX-Trailing: v \r\n\r\n",
+  };
+  for (const std::string& req : requests) {
+    Connection whole(describe), bytewise(describe);
+    std::string fast = whole.send(req);
+    std::string slow;
+    for (char ch : req) slow += bytewise.send(std::string_view(&ch, 1));
+    EXPECT_EQ(without_date(fast), without_date(slow)) << req;
+    EXPECT_EQ(whole.transport.finished(), bytewise.transport.finished()) << req;
+    EXPECT_EQ(whole.requests, bytewise.requests) << req;
+  }
+  Connection c(describe);
+  EXPECT_NE(c.send(requests[0]).find("GET /a/b?x=1 /a/b x=1 1.1|Host=h|X-Empty=|User-Agent=curl/8|host=h"),
+            std::string::npos);
+  EXPECT_NE(c.send(requests[4]).find("HTTP/1.1 400 Bad Request"), std::string::npos) << "Host is checked on the fast path";
+}
+
 TEST(HttpHeaders, RefuseWhatWouldSplitAResponse) {
   http::Headers h;
   h.add("X-Ok", "fine value");

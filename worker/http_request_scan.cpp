@@ -1,0 +1,149 @@
+// The character classes are narrower than the RFCs allow on purpose: a byte the
+// fast path does not know it agrees with http_parser on sends the request to
+// http_parser, which costs a little time and never a different answer.
+#include "worker/http_request_scan.hpp"
+
+#include <http_parser.h>
+
+#include <array>
+#include <cstring>
+
+namespace preforkd {
+namespace {
+
+using Table = std::array<bool, 256>;
+
+constexpr Table table_of(const char* extra) {
+  Table t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (const char* p = extra; *p != '\0'; ++p) t[static_cast<unsigned char>(*p)] = true;
+  return t;
+}
+
+// RFC 9110 5.6.2 tchar: a header name.
+constexpr Table kTokenChar = table_of("!#$%&'*+-.^_`|~");
+// RFC 3986 pchar plus '/' and '?': an origin-form path and query. No '#' (clients
+// do not send fragments, and http_parser has its own view of them), no '"', '<',
+// '>', '\\', '^', '`', '{', '|', '}' and no obs-text.
+constexpr Table kTargetChar = table_of("-._~!$&'()*+,;=:@%/?");
+// A header value: VCHAR, obs-text, SP and HTAB (RFC 9110 5.5).
+constexpr Table kValueChar = [] {
+  Table t{};
+  t['\t'] = true;
+  for (int c = 0x20; c < 0x100; ++c) t[c] = c != 0x7f;
+  return t;
+}();
+
+// s, ASCII case-insensitively, equals `lower`, a lowercase literal.
+bool is(std::string_view s, std::string_view lower) {
+  if (s.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool scan_request(std::string_view data, std::size_t max_target, std::size_t max_head, ScannedRequest& out) {
+  const char* const begin = data.data();
+  const char* const end = begin + (data.size() < max_head ? data.size() : max_head);
+  const char* p = begin;
+  auto offset = [begin](const char* at) { return static_cast<std::uint32_t>(at - begin); };
+  auto u = [](char c) { return static_cast<unsigned char>(c); };
+
+  // "GET " or "HEAD ": the methods without a body.
+  if (end - p >= 4 && std::memcmp(p, "GET ", 4) == 0) {
+    out.method = HTTP_GET;
+    p += 4;
+  } else if (end - p >= 5 && std::memcmp(p, "HEAD ", 5) == 0) {
+    out.method = HTTP_HEAD;
+    p += 5;
+  } else {
+    return false;
+  }
+
+  // origin-form: "/" and pchars, up to one SP.
+  const char* target = p;
+  if (p == end || *p != '/') return false;
+  while (p != end && kTargetChar[u(*p)]) ++p;
+  if (static_cast<std::size_t>(p - target) > max_target) return false;
+  out.target = {offset(target), offset(p) - offset(target)};
+
+  // " HTTP/1.0\r\n" or " HTTP/1.1\r\n".
+  if (end - p < 11 || std::memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '0' && p[8] != '1') || p[9] != '\r' ||
+      p[10] != '\n')
+    return false;
+  out.http_minor = p[8] - '0';
+  p += 11;
+
+  bool close = false, keep_alive = false, connection_seen = false;
+  out.field_count = 0;
+  for (;;) {
+    if (end - p < 2) return false;  // not whole yet (or over max_head)
+    if (p[0] == '\r' && p[1] == '\n') {
+      p += 2;
+      break;
+    }
+    if (out.field_count == ScannedRequest::kMaxFields) return false;
+    // name ":" OWS value OWS CRLF; a line that starts with whitespace (obs-fold) or
+    // has any before the colon is not a token and ends the scan here.
+    const char* name = p;
+    while (p != end && kTokenChar[u(*p)]) ++p;
+    if (p == name || p == end || *p != ':') return false;
+    std::string_view field(name, static_cast<std::size_t>(p - name));
+    ++p;
+    while (p != end && (*p == ' ' || *p == '\t')) ++p;
+    const char* value = p;
+    while (p != end && kValueChar[u(*p)]) ++p;
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return false;
+    // Trailing whitespace: OWS that http_parser keeps in the value (2.9); not ours to trim.
+    if (p != value && (p[-1] == ' ' || p[-1] == '\t')) return false;
+    std::string_view text(value, static_cast<std::size_t>(p - value));
+
+    // The headers that change framing or the connection; http_parser treats
+    // Proxy-Connection as Connection.
+    switch (field.size()) {
+      case 7:
+        if (is(field, "upgrade")) return false;
+        break;
+      case 10:
+        if (is(field, "connection")) {
+          if (connection_seen) return false;
+          connection_seen = true;
+          if (is(text, "close")) {
+            close = true;
+          } else if (is(text, "keep-alive")) {
+            keep_alive = true;
+          } else {
+            return false;
+          }
+        }
+        break;
+      case 14:
+        if (is(field, "content-length")) return false;
+        break;
+      case 16:
+        if (is(field, "proxy-connection")) return false;
+        break;
+      case 17:
+        if (is(field, "transfer-encoding")) return false;
+        break;
+      default:
+        break;
+    }
+    out.fields[out.field_count++] = {{offset(name), static_cast<std::uint32_t>(field.size())},
+                                     {offset(value), static_cast<std::uint32_t>(text.size())}};
+    p += 2;
+  }
+  out.length = static_cast<std::size_t>(p - begin);
+  // http_should_keep_alive(): 1.1 unless "close", 1.0 only with "keep-alive".
+  out.keep_alive = out.http_minor >= 1 ? !close : keep_alive;
+  return true;
+}
+
+}  // namespace preforkd
