@@ -34,7 +34,9 @@ cleanup() {
 trap cleanup EXIT
 case $KIND in
 preforkd|preforkd-udp)
-  { echo 'workers = 1'; echo 'user = "root"'; echo "pid_file = \"$D/p.pid\""; echo 'worker_timeout = 120'
+  # prespawn = false: a spare would be a second child of the master, and the one to
+  # profile is found as the master's only child.
+  { echo 'workers = 1'; echo 'prespawn = false'; echo 'user = "root"'; echo "pid_file = \"$D/p.pid\""; echo 'worker_timeout = 120'
     echo '[log]'; echo 'level = "info"'; [[ -n ${ACCESS:-} ]] && echo "access_log = \"$D/access.log\""
     echo '[[listen]]'; echo "address = \"127.0.0.1:$PORT\""
     if [[ $KIND == preforkd ]]; then echo 'protocol = "http"'; echo "root = \"$D/www\""; else echo 'protocol = "udp-echo"'; fi
