@@ -8,6 +8,8 @@
 #include <array>
 #include <cstring>
 
+#include "worker/ascii.hpp"
+
 namespace preforkd {
 namespace {
 
@@ -35,17 +37,6 @@ constexpr Table kValueChar = [] {
   for (int c = 0x20; c < 0x100; ++c) t[c] = c != 0x7f;
   return t;
 }();
-
-// s, ASCII case-insensitively, equals `lower`, a lowercase literal.
-bool is(std::string_view s, std::string_view lower) {
-  if (s.size() != lower.size()) return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -109,15 +100,15 @@ bool scan_request(std::string_view data, std::size_t max_target, std::size_t max
     // Proxy-Connection as Connection.
     switch (field.size()) {
       case 7:
-        if (is(field, "upgrade")) return false;
+        if (iequals(field, "upgrade")) return false;
         break;
       case 10:
-        if (is(field, "connection")) {
+        if (iequals(field, "connection")) {
           if (connection_seen) return false;
           connection_seen = true;
-          if (is(text, "close")) {
+          if (iequals(text, "close")) {
             close = true;
-          } else if (is(text, "keep-alive")) {
+          } else if (iequals(text, "keep-alive")) {
             keep_alive = true;
           } else {
             return false;
@@ -125,13 +116,13 @@ bool scan_request(std::string_view data, std::size_t max_target, std::size_t max
         }
         break;
       case 14:
-        if (is(field, "content-length")) return false;
+        if (iequals(field, "content-length")) return false;
         break;
       case 16:
-        if (is(field, "proxy-connection")) return false;
+        if (iequals(field, "proxy-connection")) return false;
         break;
       case 17:
-        if (is(field, "transfer-encoding")) return false;
+        if (iequals(field, "transfer-encoding")) return false;
         break;
       default:
         break;

@@ -49,8 +49,8 @@ namespace {
 constexpr std::size_t kMaxQueuedBytes = 1 << 20;
 
 // "Server: preforkd\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n": the Date changes
-// once a second, so the pair is formatted once a second.
-std::string_view server_and_date() {
+// once a second, so the pair is formatted once a second. *second: the one it says.
+std::string_view server_and_date(std::time_t* second) {
   static std::time_t cached_at = -1;
   static std::string cached;
   std::time_t now = std::time(nullptr);
@@ -58,6 +58,7 @@ std::string_view server_and_date() {
     cached = "Server: preforkd\r\nDate: " + format_http_date(now) + "\r\n";
     cached_at = now;
   }
+  *second = cached_at;
   return cached;
 }
 
@@ -472,20 +473,32 @@ class HttpSession final : public StreamSession, private http::Request, private h
   // Status line, Server and Date, Connection when not the version's default, the
   // handler's lines, Content-Length, the blank line: into head_, whose capacity
   // stays from one response to the next.
+  //
+  // A keep-alive client that asks for the same file again within the second gets
+  // the same head, byte for byte: then head_ still holds it and is kept (callgrind:
+  // ~300 instructions of appends saved per repeated request).
   void build_head(int status, bool keep_alive, std::string_view headers, bool no_body, std::uint64_t length) {
     using namespace std::string_view_literals;  // appends of known length: no strlen
     if (status < 100 || status > 999) status = 500;  // three digits, whatever a handler passed
-    // clear() + append(), not assign(): assign goes through _M_replace, which also
-    // handles overlapping sources and costs ~100 instructions more.
-    head_.clear();
-    head_.append(status_line(status));
-    head_.append(server_and_date());
+    std::time_t second = 0;
+    std::string_view server_date = server_and_date(&second);
     // HTTP/1.1 keeps alive by default and 1.0 closes by default; say so only
     // when the default is not what happens.
     // A request too broken to have a version is answered as HTTP/1.1.
     bool http11 = http_major() == 0 || (http_major() == 1 && http_minor() >= 1);
+    HeadKey key{status, keep_alive, http11, no_body, length, second, 0, headers.size()};
+    if (head_key_.same_as(key) &&
+        std::string_view(head_).substr(head_key_.headers_at, headers.size()) == headers)
+      return;
+    // clear() + append(), not assign(): assign goes through _M_replace, which also
+    // handles overlapping sources and costs ~100 instructions more.
+    head_.clear();
+    head_.append(status_line(status));
+    head_.append(server_date);
     if (!keep_alive && http11) head_.append("Connection: close\r\n"sv);
     if (keep_alive && !http11) head_.append("Connection: keep-alive\r\n"sv);
+    key.headers_at = head_.size();
+    head_key_ = key;
     head_.append(headers);
     if (!no_body) {
       head_.append("Content-Length: "sv);
@@ -731,6 +744,20 @@ class HttpSession final : public StreamSession, private http::Request, private h
   bool dispatching_ = false;        // inside handler_.on_request
   std::shared_ptr<http::detail::DeferredState> deferred_;
   std::string head_;  // the response head being sent; reused
+  // What head_ was built from (see build_head); the handler's lines are compared
+  // as bytes, at headers_at in head_.
+  struct HeadKey {
+    int status = 0;
+    bool keep_alive = false, http11 = false, no_body = false;
+    std::uint64_t length = 0;
+    std::time_t second = -1;  // of its Date
+    std::size_t headers_at = 0, headers_length = 0;
+    bool same_as(const HeadKey& o) const {
+      return status == o.status && keep_alive == o.keep_alive && http11 == o.http11 && no_body == o.no_body &&
+             length == o.length && second == o.second && headers_length == o.headers_length;
+    }
+  };
+  HeadKey head_key_;  // second = -1: nothing built yet
 };
 
 const http_parser_settings HttpSession::kSettings = [] {

@@ -7,6 +7,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
+#include <chrono>
 
 #include <preforkd/http.hpp>
 
@@ -261,6 +263,41 @@ TEST(HttpLayer, TheFastPathAndHttpParserAnswerAlike) {
   EXPECT_NE(c.send(requests[0]).find("GET /a/b?x=1 /a/b x=1 1.1|Host=h|X-Empty=|User-Agent=curl/8|host=h"),
             std::string::npos);
   EXPECT_NE(c.send(requests[4]).find("HTTP/1.1 400 Bad Request"), std::string::npos) << "Host is checked on the fast path";
+}
+
+// The session keeps a head it can send again (same status, lines, length, framing
+// and Date second); anything that differs must rebuild it.
+TEST(HttpLayer, AHeadIsReusedOnlyForTheSameAnswer) {
+  std::string lines = "X-A: 1\r\n";
+  std::string body = "abc";
+  int status = 200;
+  Connection c([&](http::Exchange& ex) { ex.respond(status, lines, Body::bytes(body)); });
+  const std::string get = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+  std::string first = c.send(get), again = c.send(get);
+  if (first.substr(first.find("Date: "), 35) == again.substr(again.find("Date: "), 35)) {
+    EXPECT_EQ(first, again) << "the same answer within the second";
+  }
+  lines = "X-B: 2\r\n";  // same length, other bytes
+  std::string other = c.send(get);
+  EXPECT_NE(other.find("X-B: 2\r\n"), std::string::npos) << other;
+  EXPECT_EQ(other.find("X-A"), std::string::npos) << other;
+  body = "abcd";
+  EXPECT_NE(c.send(get).find("Content-Length: 4\r\n\r\nabcd"), std::string::npos);
+  status = 201;
+  EXPECT_TRUE(c.send(get).starts_with("HTTP/1.1 201 Created\r\n"));
+  std::string closing = c.send("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(closing.find("Connection: close\r\n"), std::string::npos) << closing;
+  // A head whose Date second has passed is rebuilt with the new Date.
+  Connection d([&](http::Exchange& ex) { ex.respond(200, "", Body::bytes("x")); });
+  std::string before = d.send(get);
+  std::string date = before.substr(before.find("Date: "), 35);
+  std::string after;
+  for (int i = 0; i < 30; ++i) {  // at most 3 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    after = d.send(get);
+    if (after.substr(after.find("Date: "), 35) != date) break;
+  }
+  EXPECT_NE(after.substr(after.find("Date: "), 35), date) << "the Date moved on within 3 s";
 }
 
 TEST(HttpHeaders, RefuseWhatWouldSplitAResponse) {
