@@ -8,6 +8,7 @@
 
 #include "common/listen_socket.hpp"
 #include "common/log.hpp"
+#include "master/request_reads.hpp"
 
 namespace preforkd {
 namespace {
@@ -62,6 +63,10 @@ struct AdminServer::Connection {
     }
   }
 
+  // start_request_reads' callbacks. EOF or an error before a whole request: gone.
+  void on_deadline() { server.finish(this); }
+  void on_read_end(ssize_t, uv_stream_t*) { server.finish(this); }
+
   void answer() {
     bool head = parser.method == HTTP_HEAD;
     if (parser.method != HTTP_GET && !head) {
@@ -115,7 +120,7 @@ struct AdminServer::Connection {
   std::size_t received = 0;
   bool complete = false;
   bool replied = false;
-  char buffer[4096];
+  char read_buffer[4096];
 };
 
 AdminServer::AdminServer(uv_loop_t* loop, Provider& provider) : loop_(loop), provider_(provider) {}
@@ -170,30 +175,7 @@ void AdminServer::on_connection(uv_stream_t* stream, int status) {
     PF_LOG_WARN("admin: %zu connections open; closing a new one", self->connections_.size());
     return;
   }
-  rc = uv_timer_init(self->loop_, c->timer.get());
-  if (rc == 0) {
-    c->timer.mark_initialized();
-    rc = uv_timer_start(
-        c->timer.get(),
-        [](uv_timer_t* t) {
-          if (auto* conn = owner_of<Connection>(t)) conn->server.finish(conn);
-        },
-        kConnectionTimeoutMs, 0);
-  }
-  if (rc == 0) {
-    rc = uv_read_start(
-        c->tcp.stream(),
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* conn = owner_of<Connection>(h);
-          *buf = uv_buf_init(conn->buffer, sizeof conn->buffer);
-        },
-        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-          auto* conn = owner_of<Connection>(s);
-          if (!conn) return;
-          if (nread > 0) return conn->on_bytes(buf->base, static_cast<std::size_t>(nread));
-          if (nread < 0) conn->server.finish(conn);  // EOF or error before a whole request
-        });
-  }
+  rc = start_request_reads(self->loop_, *c, c->tcp.stream(), kConnectionTimeoutMs);
   if (rc != 0) {
     PF_LOG_WARN("admin: connection set-up: %s", uv_strerror(rc));
     return;

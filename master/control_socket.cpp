@@ -13,6 +13,7 @@
 
 #include "common/log.hpp"
 #include "master/control_protocol.hpp"
+#include "master/request_reads.hpp"
 
 namespace preforkd {
 namespace {
@@ -80,6 +81,19 @@ struct ControlServer::Connection {
     // touched after the call.
     Handler& handler = server.handler_;
     handler.on_request(id, line);
+  }
+
+  // start_request_reads' callbacks.
+  void on_deadline() { reject("no request within 5 s"); }
+  void on_read_end(ssize_t nread, uv_stream_t* stream) {
+    if (nread == UV_EOF && requested) {
+      // The client has said all it will (a shutdown after its request, as `socat`
+      // does); it may still be reading, so the answer still goes out.
+      uv_read_stop(stream);
+      return;
+    }
+    // An error, or EOF before a request: the client is gone.
+    server.drop(this, /*tell_handler=*/!finishing);
   }
 
   void reject(const std::string& why) {
@@ -294,37 +308,7 @@ void ControlServer::on_connection(uv_stream_t* stream, int status) {
     PF_LOG_WARN("control: refused a client of uid %u", static_cast<unsigned>(peer.uid));
     return;
   }
-  rc = uv_timer_init(self->loop_, c->timer.get());
-  if (rc == 0) {
-    c->timer.mark_initialized();
-    rc = uv_timer_start(
-        c->timer.get(),
-        [](uv_timer_t* t) {
-          if (auto* conn = owner_of<Connection>(t)) conn->reject("no request within 5 s");
-        },
-        kRequestTimeoutMs, 0);
-  }
-  if (rc == 0) {
-    rc = uv_read_start(
-        c->pipe.stream(),
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* conn = owner_of<Connection>(h);
-          *buf = uv_buf_init(conn->read_buffer, sizeof conn->read_buffer);
-        },
-        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-          auto* conn = owner_of<Connection>(s);
-          if (!conn) return;
-          if (nread > 0) return conn->on_bytes(buf->base, static_cast<std::size_t>(nread));
-          if (nread == UV_EOF && conn->requested) {
-            // The client has said all it will (a shutdown after its request, as
-            // `socat` does); it may still be reading, so the answer still goes out.
-            uv_read_stop(s);
-            return;
-          }
-          // An error, or EOF before a request: the client is gone.
-          if (nread < 0) conn->server.drop(conn, /*tell_handler=*/!conn->finishing);
-        });
-  }
+  rc = start_request_reads(self->loop_, *c, c->pipe.stream(), kRequestTimeoutMs);
   if (rc != 0) {
     PF_LOG_WARN("control: connection set-up: %s", uv_strerror(rc));
     return;
