@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # user_sys_split.sh preforkd|floor PORT [SECONDS=5]
 #
-# Worker CPU per request split into user and system time: 2 workers (preforkd with
+# Worker CPU per request split into user and system time: WORKERS=2 workers (preforkd with
 # prespawn = false, so that the master's children are the workers; or
 # bench/tools/http_floor), `wrk -t1 -c64` keep-alive on a 100 B file, a 2 s warm-up,
 # then utime and stime of the workers (/proc/PID/stat, clock ticks) over the measured
@@ -9,7 +9,7 @@
 # few times: one run's system time moves by more than the differences between builds.
 # Needs build-bench (bench/run builds it). Loopback only; stops what it started.
 set -euo pipefail
-KIND=$1 PORT=$2 SECONDS_=${3:-5}
+KIND=$1 PORT=$2 SECONDS_=${3:-5} WORKERS_N=${WORKERS:-2}
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 B=$PWD/build-bench
 D=$(mktemp -d /tmp/preforkd-split.XXXXXX)
@@ -23,12 +23,12 @@ cleanup() {
 trap cleanup EXIT
 case $KIND in
 preforkd)
-  printf 'workers = 2\nprespawn = false\nuser = "root"\npid_file = "%s/p.pid"\n[log]\nlevel = "warn"\n' "$D" > "$D/p.toml"
+  printf 'workers = %s\nprespawn = false\nuser = "root"\npid_file = "%s/p.pid"\n[log]\nlevel = "warn"\n' "$WORKERS_N" "$D" > "$D/p.toml"
   printf '[[listen]]\naddress = "127.0.0.1:%s"\nprotocol = "http"\nroot = "%s"\n' "$PORT" "$D" >> "$D/p.toml"
   "${PREFORKD:-$B/preforkd}" -c "$D/p.toml" 2>"$D/log" &
   MASTER=$! ;;
 floor)
-  "$B/bench/http_floor" 127.0.0.1 "$PORT" 2 "/small.txt=$D/small.txt" 2>"$D/log" &
+  "$B/bench/http_floor" 127.0.0.1 "$PORT" "$WORKERS_N" "/small.txt=$D/small.txt" 2>"$D/log" &
   MASTER=$! ;;
 *) echo "usage: $0 preforkd|floor PORT [SECONDS]" >&2; exit 2 ;;
 esac
