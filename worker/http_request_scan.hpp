@@ -7,7 +7,8 @@
 //
 // It only takes what it is sure of and declines everything else, leaving the bytes
 // untouched for http_parser, which stays the parser of record: a method other than
-// GET/HEAD, any Content-Length, Transfer-Encoding or Upgrade, Connection with
+// GET/HEAD, any Content-Length or Upgrade, a name that begins with
+// "Transfer-Encoding" (http_parser's reading of it), Connection with
 // anything but one "close" or "keep-alive", obsolete line folding, bare LF, a
 // character outside the conservative sets below, a head not yet whole, one over
 // the limits, or more than kMaxFields header lines. Whatever it takes, http_parser

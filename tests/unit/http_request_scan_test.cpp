@@ -99,6 +99,7 @@ TEST(HttpRequestScan, LeavesEverythingElseToHttpParser) {
       {"Content-Length", with("Content-Length: 0\r\n")},
       {"content-length in lowercase", with("content-length: 5\r\n")},
       {"Transfer-Encoding", with("Transfer-Encoding: chunked\r\n")},
+      {"a name that begins with Transfer-Encoding", with("Transfer-EncodingX: chunked\r\n")},
       {"Upgrade", with("Upgrade: websocket\r\nConnection: Upgrade\r\n")},
       {"Connection: upgrade", with("Connection: upgrade\r\n")},
       {"a Connection list", with("Connection: keep-alive, TE\r\n")},
