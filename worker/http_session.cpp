@@ -347,15 +347,10 @@ class HttpSession final : public StreamSession, private http::Request, private h
     header_text_.append(head);
     url_at_ = scanned.target.at;
     url_length_ = scanned.target.length;
-    // note_header's work, less what the scan rules out (it declines Content-Length
-    // and Transfer-Encoding), and the access log's two headers only when it is on.
-    const bool logging = access_log::enabled();
     for (std::size_t i = 0; i < scanned.field_count; ++i) {
       const ScannedRequest::Field& f = scanned.fields[i];
       headers_.push_back({f.name.at, f.name.length, f.value.at, f.value.length});
-      std::string_view name = header_name(headers_.back());
-      if (name.size() == 4 && iequals(name, "host")) ++host_headers_;
-      if (logging) access_headers_.note(name, header_value(headers_.back()));
+      note_header(header_name(headers_.back()), header_value(headers_.back()));
     }
     headers_done_ = true;
     if (int status = check_request(); status != 0) {
@@ -682,7 +677,8 @@ class HttpSession final : public StreamSession, private http::Request, private h
       ++transfer_encoding_headers_;
       transfer_encoding_.assign(value);
     }
-    access_headers_.note(field, value);
+    // Only the access log reads these two; with it off, nothing is copied.
+    if (access_log::enabled()) access_headers_.note(field, value);
   }
 
   // One line per response in the access log, if configured; a request the parser

@@ -223,7 +223,8 @@ TEST(HttpLayer, CustomErrorPagesCoverTheLayersOwnErrors) {
 // The fast path (a request that arrives whole) and http_parser (the same bytes one
 // at a time: no read holds a whole request) must give the handler the same request
 // and the client the same answer, for requests the fast path takes (the first
-// five) and for ones it leaves to http_parser.
+// six; two of them are refused after it, for their Host lines) and for ones it
+// leaves to http_parser.
 TEST(HttpLayer, TheFastPathAndHttpParserAnswerAlike) {
   auto describe = [](http::Exchange& ex) {
     const http::Request& r = ex.request();
