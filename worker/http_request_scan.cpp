@@ -30,6 +30,8 @@ constexpr Table kTokenChar = table_of("!#$%&'*+-.^_`|~");
 // do not send fragments, and http_parser has its own view of them), no '"', '<',
 // '>', '\\', '^', '`', '{', '|', '}' and no obs-text.
 constexpr Table kTargetChar = table_of("-._~!$&'()*+,;=:@%/?");
+// The same without '?': the path, up to its query.
+constexpr Table kPathChar = table_of("-._~!$&'()*+,;=:@%/");
 // A header value: VCHAR, obs-text, SP and HTAB (RFC 9110 5.5).
 constexpr Table kValueChar = [] {
   Table t{};
@@ -37,6 +39,25 @@ constexpr Table kValueChar = [] {
   for (int c = 0x20; c < 0x100; ++c) t[c] = c != 0x7f;
   return t;
 }();
+
+// Past the value characters from p: eight bytes at a time while none of them is
+// a control character (below 0x20, HTAB included) or DEL, then byte by byte. A
+// header value is most of a request's bytes (User-Agent, Cookie, Accept); one
+// table lookup per byte cost ~7 instructions (callgrind). The word test is exact
+// (no false negatives): a byte below 0x20 sets its high bit in w - 0x20.. only if
+// its own high bit is clear, and DEL is the zero byte of w ^ 0x7f..
+const char* skip_value(const char* p, const char* end) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
+  while (end - p >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    std::uint64_t del = w ^ (0x7f * kOnes);
+    if ((((w - 0x20 * kOnes) & ~w) | ((del - kOnes) & ~del)) & kHighs) break;
+    p += 8;
+  }
+  while (p != end && kValueChar[static_cast<unsigned char>(*p)]) ++p;
+  return p;
+}
 
 }  // namespace
 
@@ -61,6 +82,8 @@ bool scan_request(std::string_view data, std::size_t max_target, std::size_t max
   // origin-form: "/" and pchars, up to one SP.
   const char* target = p;
   if (p == end || *p != '/') return false;
+  while (p != end && kPathChar[u(*p)]) ++p;
+  out.path_length = static_cast<std::uint32_t>(p - target);
   while (p != end && kTargetChar[u(*p)]) ++p;
   if (static_cast<std::size_t>(p - target) > max_target) return false;
   out.target = {offset(target), offset(p) - offset(target)};
@@ -90,7 +113,7 @@ bool scan_request(std::string_view data, std::size_t max_target, std::size_t max
     ++p;
     while (p != end && (*p == ' ' || *p == '\t')) ++p;
     const char* value = p;
-    while (p != end && kValueChar[u(*p)]) ++p;
+    p = skip_value(p, end);
     if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return false;
     // Trailing whitespace: OWS that http_parser keeps in the value (2.9); not ours to trim.
     if (p != value && (p[-1] == ' ' || p[-1] == '\t')) return false;

@@ -97,6 +97,8 @@ void http_scan_one_input(const std::uint8_t* data, std::size_t size) {
   require(parser.method == scanned.method, "method", input);
   require(parser.http_major == 1 && parser.http_minor == scanned.http_minor, "version", input);
   require(parsed.url == span(scanned.target), "target", input);
+  // The session's path(): the target up to its query or fragment.
+  require(scanned.path_length == parsed.url.substr(0, parsed.url.find_first_of("?#")).size(), "path length", input);
   require(parsed.headers.size() == scanned.field_count, "header count", input);
   for (std::size_t i = 0; i < scanned.field_count; ++i) {
     require(parsed.headers[i].first == span(scanned.fields[i].name), "header name " + std::to_string(i), input);

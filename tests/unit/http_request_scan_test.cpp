@@ -31,6 +31,7 @@ TEST(HttpRequestScan, ReadsWrksRequest) {
   EXPECT_EQ(r.http_minor, 1);
   EXPECT_TRUE(r.keep_alive);
   EXPECT_EQ(at(req, r.target), "/small.txt");
+  EXPECT_EQ(r.path_length, r.target.length) << "no query: the path is the whole target";
   ASSERT_EQ(r.field_count, 1u);
   EXPECT_EQ(at(req, r.fields[0].name), "Host");
   EXPECT_EQ(at(req, r.fields[0].value), "127.0.0.1:8080");
@@ -45,6 +46,7 @@ TEST(HttpRequestScan, ReadsOneRequestOfAPipelineAndTrimsValues) {
   EXPECT_EQ(r.method, unsigned{HTTP_HEAD});
   EXPECT_EQ(r.http_minor, 0);
   EXPECT_EQ(at(bytes, r.target), "/a/b?x=%20&y=/:@");
+  EXPECT_EQ(r.path_length, 4u) << "the path ends at the query's '?'";
   ASSERT_EQ(r.field_count, 3u);
   EXPECT_EQ(at(bytes, r.fields[0].value), "v");
   EXPECT_EQ(at(bytes, r.fields[1].name), "X-Empty");
@@ -120,6 +122,32 @@ TEST(HttpRequestScan, LeavesEverythingElseToHttpParser) {
   for (std::size_t i = 0; i <= ScannedRequest::kMaxFields; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
   EXPECT_FALSE(takes(many + "\r\n")) << "more than kMaxFields headers";
   EXPECT_FALSE(takes("")) << "nothing";
+}
+
+// Values are skipped eight bytes at a time: a control byte or DEL must stop the
+// scan at every position within and across those words, and whatever else a
+// value may hold (HTAB, SP, obs-text, every VCHAR) must not.
+TEST(HttpRequestScan, EveryByteOfALongValueIsChecked) {
+  auto request = [](const std::string& value) { return "GET / HTTP/1.1\r\nHost: h\r\nX-V: " + value + "\r\n\r\n"; };
+  const std::string plain(24, 'v');
+  ASSERT_TRUE(takes(request(plain)));
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    for (unsigned char bad : {0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f}) {
+      std::string v = plain;
+      v[i] = static_cast<char>(bad);
+      EXPECT_FALSE(takes(request(v))) << "byte " << int(bad) << " at " << i;
+    }
+    for (unsigned char good : {0x09, 0x20, 0x21, 0x7e, 0x80, 0xff}) {
+      // Whitespace at either end is OWS, not value (and trailing OWS is declined).
+      if ((i == 0 || i == plain.size() - 1) && (good == 0x09 || good == 0x20)) continue;
+      std::string v = plain;
+      v[i] = static_cast<char>(good);
+      ScannedRequest r;
+      std::string req = request(v);
+      ASSERT_TRUE(scan_request(req, kTarget, kHead, r)) << "byte " << int(good) << " at " << i;
+      EXPECT_EQ(at(req, r.fields[1].value), v);
+    }
+  }
 }
 
 TEST(HttpRequestScan, LimitsAreInclusiveAndOverThemItDeclines) {
