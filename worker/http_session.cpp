@@ -25,6 +25,7 @@
 #include "worker/access_log.hpp"
 #include "worker/ascii.hpp"
 #include "worker/http_date.hpp"
+#include "worker/http_quick_answer.hpp"
 #include "worker/http_request_scan.hpp"
 
 namespace preforkd {
@@ -103,9 +104,11 @@ std::string_view trim(std::string_view s) {
 
 class HttpSession final : public StreamSession, private http::Request, private http::Exchange {
  public:
-  HttpSession(StreamTransport& transport, http::Handler& handler, const HttpLimits& limits, Counter requests)
+  HttpSession(StreamTransport& transport, http::Handler& handler, QuickAnswers* quick, const HttpLimits& limits,
+              Counter requests)
       : transport_(transport),
         handler_(handler),
+        quick_(quick),
         limits_(limits),
         header_timeout_ms_(to_timer_ms(limits.header_timeout_s)),
         idle_timeout_ms_(to_timer_ms(limits.idle_timeout_s)),
@@ -190,6 +193,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
   std::string_view method() const override { return method_name(); }
   std::string_view target() const override { return url(); }
   std::string_view path() const override {
+    if (fast_) return url().substr(0, fast_path_length_);  // origin-form, never empty
     std::string_view t = origin_form();
     // A plain loop: find_first_of("?#") costs ~300 instructions per request here
     // (callgrind), a fifth of the static handler's own work.
@@ -347,6 +351,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
     header_text_.append(head);
     url_at_ = scanned.target.at;
     url_length_ = scanned.target.length;
+    fast_path_length_ = scanned.path_length;
     for (std::size_t i = 0; i < scanned.field_count; ++i) {
       const ScannedRequest::Field& f = scanned.fields[i];
       headers_.push_back({f.name.at, f.name.length, f.value.at, f.value.length});
@@ -407,7 +412,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
     awaiting_response_ = true;
     dispatching_ = true;
     try {
-      handler_.on_request(*this);
+      run_handler();
     } catch (const std::exception& e) {
       PF_LOG_ERROR("http: handler: %s %.*s: %s", method_name(), static_cast<int>(url_length_), url().data(),
                    e.what());
@@ -429,7 +434,30 @@ class HttpSession final : public StreamSession, private http::Request, private h
     if (blocked()) transport_.set_timeout(0);
   }
 
+  void run_handler() {
+    if (quick_ == nullptr || !fast_) return handler_.on_request(*this);
+    QuickAnswer answer;
+    if (quick_->answer_quickly(*this, head_request_, path(), &answer)) send_quick(answer);
+  }
+
   // --- responses -----------------------------------------------------------------
+
+  // A QuickAnswer: what respond(200, headers, Body::shared(...)) would send, without
+  // the Body.
+  void send_quick(const QuickAnswer& answer) {
+    if (!awaiting_response_ || closing_) return;
+    awaiting_response_ = false;
+    bool keep_alive = peer_may_send_ && !retiring_;
+    const bool send_body = !head_request_ && !answer.body.empty();
+    build_head(200, keep_alive, answer.headers, /*no_body=*/false, answer.body.size());
+    log_access(200, send_body ? answer.body.size() : 0);
+    if (send_body) {
+      transport_.write_now(head_, answer.body, *answer.owner);
+    } else {
+      transport_.write_now(head_, {}, nullptr);
+    }
+    after_response(keep_alive);
+  }
 
   // The layer writes the status line, Server, Date, Connection and Content-Length;
   // `headers` are the handler's lines. head: send no body (HEAD).
@@ -676,8 +704,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
     if (iequals(field, "transfer-encoding")) {
       ++transfer_encoding_headers_;
       transfer_encoding_.assign(value);
-    }
-    // Only the access log reads these two; with it off, nothing is copied.
+    }    // Only the access log reads these two; with it off, nothing is copied.
     if (access_log::enabled()) access_headers_.note(field, value);
   }
 
@@ -693,6 +720,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
 
   StreamTransport& transport_;
   http::Handler& handler_;
+  QuickAnswers* const quick_;  // the handler, if it has the shorter way (or null)
   const HttpLimits& limits_;
   const std::uint64_t header_timeout_ms_;
   const std::uint64_t idle_timeout_ms_;
@@ -711,6 +739,7 @@ class HttpSession final : public StreamSession, private http::Request, private h
   // appended, the fast path's head is copied whole. Both reused, so a keep-alive
   // connection stops allocating after its first requests.
   std::uint32_t url_at_ = 0, url_length_ = 0;
+  std::uint32_t fast_path_length_ = 0;  // of the target, up to its query (fast path)
   std::string header_text_;
   std::vector<HeaderSpan> headers_;
   std::string body_;  // collected when the handler wants_body
@@ -773,13 +802,17 @@ namespace {
 class HttpLayer final : public StreamHandler {
  public:
   HttpLayer(std::unique_ptr<http::Handler> handler, const HttpLimits& limits, Counter requests)
-      : handler_(std::move(handler)), limits_(limits), requests_(requests) {}
+      : handler_(std::move(handler)),
+        quick_(dynamic_cast<QuickAnswers*>(handler_.get())),
+        limits_(limits),
+        requests_(requests) {}
   std::unique_ptr<StreamSession> open_session(StreamTransport& transport) override {
-    return std::make_unique<HttpSession>(transport, *handler_, limits_, requests_);
+    return std::make_unique<HttpSession>(transport, *handler_, quick_, limits_, requests_);
   }
 
  private:
   std::unique_ptr<http::Handler> handler_;
+  QuickAnswers* quick_;
   HttpLimits limits_;
   Counter requests_;
 };

@@ -12,9 +12,15 @@
 
 #include <preforkd/http.hpp>
 
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "tests/fuzz/fake_transport.hpp"
 #include "worker/http_limits.hpp"
 #include "worker/http_session.hpp"
+#include "worker/static_handler.hpp"
 
 namespace preforkd {
 namespace {
@@ -35,7 +41,11 @@ struct Connection {
     auto h = std::make_unique<LambdaHandler>();
     h->on = std::move(on);
     h->body = std::move(body);
-    layer = make_http_layer(std::move(h), limits, Counter(&requests));
+    open(std::move(h), limits);
+  }
+  explicit Connection(std::unique_ptr<http::Handler> handler) { open(std::move(handler), {}); }
+  void open(std::unique_ptr<http::Handler> handler, const HttpLimits& limits) {
+    layer = make_http_layer(std::move(handler), limits, Counter(&requests));
     session = layer->open_session(transport);
     transport.resume_reading();
   }
@@ -267,6 +277,90 @@ TEST(HttpLayer, TheFastPathAndHttpParserAnswerAlike) {
   EXPECT_NE(c.send(requests[0]).find("GET /a/b?x=1 /a/b x=1 1.1|Host=h|X-Empty=|User-Agent=curl/8|host=h"),
             std::string::npos);
   EXPECT_NE(c.send(requests[4]).find("HTTP/1.1 400 Bad Request"), std::string::npos) << "Host is checked on the fast path";
+}
+
+// The static handler answers a request the fast path read through its shorter way
+// (QuickAnswers: a 200 from memory without an http::Body) and one http_parser read
+// through on_request; byte for byte the same, for the plain hits that take the
+// shorter way and for every answer around them (conditions, ranges, gzip,
+// redirects, errors, a HEAD, a file too big for memory, a query, paths spelt
+// otherwise).
+TEST(HttpLayer, TheStaticHandlersShorterWayAnswersLikeOnRequest) {
+  std::string root = (std::filesystem::temp_directory_path() / "preforkd-quick-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(root.data()), nullptr);
+  struct Remove {
+    std::string dir;
+    ~Remove() { std::filesystem::remove_all(dir); }
+  } remove{root};
+  auto put = [&](const std::string& name, const std::string& bytes) { std::ofstream(root + "/" + name) << bytes; };
+  put("a.txt", std::string(100, 'a'));
+  put("empty.txt", "");
+  put("g.txt", "plain text, and its gzip sibling\n");
+  put("g.txt.gz", "not really gzip, but the sibling");
+  put("big.bin", std::string(100 * 1024, 'b'));  // over the cache's in-memory limit: sendfile
+  std::filesystem::create_directory(root + "/dir");
+  put("dir/index.html", "<p>index</p>");
+  auto handler = [&] {
+    StaticOptions options;
+    options.root = std::filesystem::canonical(root).string();
+    options.gzip_static = true;
+    options.expires = Expires{Expires::Kind::relative, 60};
+    return make_static_handler(std::move(options));
+  };
+  auto without_dates = [](std::string out) {
+    for (const char* name : {"Date: ", "Expires: "})
+      for (std::size_t at = out.find(name); at != std::string::npos; at = out.find(name, at + 1))
+        out.erase(at, out.find("\r\n", at) - at);
+    return out;
+  };
+  const std::string host = " HTTP/1.1\r\nHost: h\r\n";
+  const std::string requests[] = {
+      "GET /a.txt" + host + "\r\n",
+      "GET /a.txt" + host + "\r\nGET /a.txt" + host + "\r\n",  // the second from the cache's last hit
+      "HEAD /a.txt" + host + "\r\n",
+      "GET /empty.txt" + host + "\r\n",
+      "GET /a.txt?x=1&y=2" + host + "\r\n",
+      "GET /%61.txt" + host + "\r\n",
+      "GET //a.txt" + host + "\r\n",
+      "GET /dir/../a.txt" + host + "\r\n",
+      "GET /a.txt HTTP/1.0\r\n\r\n",
+      "GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+      "GET /a.txt" + host + "Connection: close\r\n\r\n",
+      "GET /a.txt" + host + "If-None-Match: *\r\n\r\n",
+      "GET /a.txt" + host + "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n\r\n",
+      "GET /a.txt" + host + "If-Match: \"nope\"\r\n\r\n",
+      "GET /a.txt" + host + "Range: bytes=10-19\r\n\r\n",
+      "GET /a.txt" + host + "Range: bytes=500-\r\n\r\n",
+      "GET /g.txt" + host + "\r\n",
+      "GET /g.txt" + host + "Accept-Encoding: gzip\r\n\r\n",
+      "GET /big.bin" + host + "\r\n",
+      "HEAD /big.bin" + host + "\r\n",
+      "GET /dir" + host + "\r\n",
+      "GET /dir?q=1" + host + "\r\n",
+      "GET /dir/" + host + "\r\n",
+      "GET /missing" + host + "\r\n",
+      "GET /a.txt/" + host + "\r\n",
+  };
+  for (const std::string& req : requests) {
+    Connection whole(handler()), bytewise(handler());
+    std::string fast = whole.send(req);
+    std::string slow;
+    for (char ch : req) slow += bytewise.send(std::string_view(&ch, 1));
+    EXPECT_EQ(without_dates(fast), without_dates(slow)) << req;
+    EXPECT_EQ(whole.transport.finished(), bytewise.transport.finished()) << req;
+    EXPECT_EQ(whole.requests, bytewise.requests) << req;
+  }
+  Connection c(handler());
+  std::string plain = c.send(requests[0]);
+  EXPECT_EQ(plain.find("HTTP/1.1 200 OK\r\n"), 0u) << plain;
+  EXPECT_NE(plain.find("Content-Length: 100\r\n"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("Expires: "), std::string::npos) << plain;
+  EXPECT_EQ(plain.substr(plain.size() - 100), std::string(100, 'a'));
+  std::string head = c.send(requests[2]);
+  EXPECT_NE(head.find("Content-Length: 100\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n") << "HEAD: no body";
+  std::string gz = c.send(requests[17]);
+  EXPECT_NE(gz.find("Content-Encoding: gzip\r\n"), std::string::npos) << gz;
 }
 
 // The session keeps a head it can send again (same status, lines, length, framing
