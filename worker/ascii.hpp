@@ -7,13 +7,15 @@
 
 namespace preforkd {
 
+// Equal bytes are the common case and cost one compare; two bytes that differ
+// are the same letter only if they differ in the case bit alone and are letters.
 inline bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
     char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
+    if (x == y) continue;
+    char lower = static_cast<char>(x | 0x20);
+    if (lower != static_cast<char>(y | 0x20) || lower < 'a' || lower > 'z') return false;
   }
   return true;
 }
