@@ -9,7 +9,8 @@
 #   preforkd: workers = 1, the worker run under callgrind by bench/tools/wrap_worker
 #             (LD_PRELOAD on the master); counters zeroed after a 3 s warm-up and dumped
 #             after the measured run (callgrind_control). ACCESS=1 turns the access log
-#             on; PREFORKD=path profiles another build.
+#             on; PREFORKD=path profiles another build. CLOSE=1: every request on its
+#             own connection (wrk -H 'Connection: close'), for the cost per connection.
 #   h2o:      num-threads 1, the same zero / dump.
 #   floor:    bench/tools/http_floor with 1 worker. Its worker is forked, not exec'd,
 #             and callgrind_control cannot reach a forked child, so it collects only
@@ -26,6 +27,8 @@ chmod 755 "$D"; mkdir -p "$D/www"; chmod 755 "$D/www"
 printf '%099d\n' 0 > "$D/www/small.txt"; chmod 644 "$D/www/small.txt"   # 100 bytes
 CG="valgrind --tool=callgrind --callgrind-out-file=$OUT.%p"
 URL=http://127.0.0.1:$PORT/small.txt
+WRK_HEADER=()
+[[ -n ${CLOSE:-} ]] && WRK_HEADER=(-H 'Connection: close')
 MASTER=""
 cleanup() {
   [[ -n $MASTER ]] && kill -TERM "$MASTER" 2>/dev/null || true
@@ -78,10 +81,10 @@ floor) W=$(pgrep -P "$MASTER") ;;
 esac
 echo "profiling pid $W"
 if [[ $KIND != floor ]]; then
-  wrk -t1 -c64 -d3s "$URL" >/dev/null   # warm-up: the file cache, the page cache
+  wrk -t1 -c64 -d3s "${WRK_HEADER[@]}" "$URL" >/dev/null   # warm-up: the file cache, the page cache
   timeout 60 callgrind_control -z "$W" >/dev/null
 fi
-wrk -t1 -c64 -d"${SECONDS_}"s "$URL" | tee "$OUT.wrk"
+wrk -t1 -c64 -d"${SECONDS_}"s "${WRK_HEADER[@]}" "$URL" | tee "$OUT.wrk"
 if [[ $KIND != floor ]]; then
   timeout 60 callgrind_control -d "$W" >/dev/null
 else
