@@ -100,6 +100,8 @@ int preforkd::main(int argc, char** argv, std::initializer_list<std::reference_w
   app.add_option("--slot", slot)->group("");
   app.add_option("--generation", generation)->group("");
   app.add_option("--master-pid", master_pid)->group("");
+  std::string title_room;  // a spare's room for its worker title (common/spare_args.hpp)
+  app.add_option("--title-room", title_room)->group("");
   int upgrade_from = 0;
   app.add_option("--upgrade-from", upgrade_from)->group("");
   CLI11_PARSE(app, argc, argv);

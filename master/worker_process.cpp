@@ -11,6 +11,7 @@
 #include "common/fd_passing.hpp"
 #include "common/ipc_channel.hpp"
 #include "common/log.hpp"
+#include "common/spare_args.hpp"
 
 namespace preforkd {
 
@@ -40,9 +41,10 @@ pid_t WorkerProcess::spawn(ipc::Start start, const std::vector<int>& listener_fd
 }
 
 pid_t WorkerProcess::spawn_spare() {
-  // The title says what it is until it is started (the worker rewrites it then),
-  // so that ps, and the integration tests, can tell spares from workers.
-  return launch({"preforkd: spare", "--worker", "--spare"}, {}, nullptr);
+  // The title says what it is until it is started (the worker rewrites it then,
+  // within these arguments' bytes: see spare_args.hpp), so that ps, and the
+  // integration tests, can tell spares from workers.
+  return launch(std::vector<const char*>(std::begin(kSpareArgs), std::end(kSpareArgs)), {}, nullptr);
 }
 
 int WorkerProcess::start(ipc::Start start, const std::vector<int>& listener_fds) {

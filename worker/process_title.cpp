@@ -12,6 +12,8 @@ std::size_t g_size = 0;
 }  // namespace
 
 void keep_process_args(int argc, char** argv) {
+  g_area = nullptr;
+  g_size = 0;
   if (argc <= 0 || argv == nullptr || argv[0] == nullptr) return;
   // The kernel lays the arguments out back to back; only a contiguous run counts.
   char* end = argv[0] + std::strlen(argv[0]) + 1;
