@@ -253,19 +253,27 @@ class HttpSession final : public StreamSession, private http::Request, private h
   const http::Request& request() const override { return *this; }
 
   void respond(int status, std::string_view headers, http::Body body) override {
-    if (!awaiting_response_ || closing_) return;  // answered already, or the connection is going
+    bool keep_alive = false;
+    if (!take_answer(&keep_alive)) return;
+    send_response(status, headers, std::move(body), keep_alive, /*head=*/head_request_);
+    // A deferred answer: go on with what the peer pipelined meanwhile. (From inside
+    // on_request the parse loop goes on by itself.)
+    if (!dispatching_) resume();
+  }
+
+  // The handler's answer has come, by respond() or as a QuickAnswer. false: it is
+  // one too many (answered already, or the connection is going). *keep_alive:
+  // whether the connection stays, computed now, not when the request came: a
+  // deferred answer may find the worker retiring meanwhile.
+  bool take_answer(bool* keep_alive) {
+    if (!awaiting_response_ || closing_) return false;
     awaiting_response_ = false;
     if (deferred_) {
       deferred_->session = nullptr;
       deferred_.reset();
     }
-    // Computed now, not when the request came: a deferred answer may find the
-    // worker retiring meanwhile.
-    bool keep_alive = peer_may_send_ && !retiring_;
-    send_response(status, headers, std::move(body), keep_alive, /*head=*/head_request_);
-    // A deferred answer: go on with what the peer pipelined meanwhile. (From inside
-    // on_request the parse loop goes on by itself.)
-    if (!dispatching_) resume();
+    *keep_alive = peer_may_send_ && !retiring_;
+    return true;
   }
 
   void respond_error(int status) override {
@@ -446,9 +454,8 @@ class HttpSession final : public StreamSession, private http::Request, private h
   // A QuickAnswer: what respond(200, headers, Body::shared(...)) would send, without
   // the Body.
   void send_quick(const QuickAnswer& answer) {
-    if (!awaiting_response_ || closing_) return;
-    awaiting_response_ = false;
-    bool keep_alive = peer_may_send_ && !retiring_;
+    bool keep_alive = false;
+    if (!take_answer(&keep_alive)) return;
     const bool send_body = !head_request_ && !answer.body.empty();
     build_head(200, keep_alive, answer.headers, /*no_body=*/false, answer.body.size());
     log_access(200, send_body ? answer.body.size() : 0);
@@ -519,7 +526,9 @@ class HttpSession final : public StreamSession, private http::Request, private h
     // it first: a new connection's head_ grew three times on its first answer, a
     // malloc, copy and free each (~800 instructions per Connection: close request).
     std::string_view status_text = status_line(status);
-    std::size_t needed = status_text.size() + server_date.size() + 24 + headers.size() + 40;
+    // The longest Connection line; "Content-Length: " with 20 digits and CRLF; the blank line.
+    constexpr std::size_t kFraming = "Connection: keep-alive\r\n"sv.size() + 16 + 20 + 2 + 2;
+    std::size_t needed = status_text.size() + server_date.size() + headers.size() + kFraming;
     if (head_.capacity() < needed) head_.reserve(needed);
     head_.clear();
     head_.append(status_text);
@@ -710,7 +719,8 @@ class HttpSession final : public StreamSession, private http::Request, private h
     if (iequals(field, "transfer-encoding")) {
       ++transfer_encoding_headers_;
       transfer_encoding_.assign(value);
-    }    // Only the access log reads these two; with it off, nothing is copied.
+    }
+    // Only the access log reads these two; with it off, nothing is copied.
     if (access_log::enabled()) access_headers_.note(field, value);
   }
 
