@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -326,8 +327,7 @@ class Torture {
       kill(victim, SIGKILL);
       fail("SIGSTOPped worker " + std::to_string(victim) + " not killed after worker_timeout");
     }
-    // A recycle's successor killed before it was ready is reported as such.
-    if (ok_ && !wait_master_line(from, " " + std::to_string(victim) + " exited ", kSettle))
+    if (ok_ && !wait_exit_line(from, victim, kSettle))
       fail("killed worker " + std::to_string(victim) + ": master did not notice");
     // Its replacement (none if the victim was a recycling successor; check_invariants
     // then sees whether the slot is served).
@@ -348,6 +348,26 @@ class Torture {
   // false at once if the master dies or abandons a reload instead.
   bool wait_master_line(std::size_t from, const std::string& needle, Millis timeout,
                         std::string* found = nullptr) const {
+    return wait_master_line_where(from, [&](const std::string& line) { return line.find(needle) != std::string::npos; },
+                                  timeout, found);
+  }
+
+  // The master's line about `pid`'s exit, whichever wording its state gave it:
+  // "worker P exited unexpectedly", "successor P exited before it was ready" or, for
+  // one that was retiring (a recycle had just begun), "worker P of generation G exited".
+  bool wait_exit_line(std::size_t from, pid_t pid, Millis timeout) const {
+    std::string who = " " + std::to_string(pid) + " ";
+    return wait_master_line_where(
+        from,
+        [&](const std::string& line) {
+          auto at = line.find(who);
+          return at != std::string::npos && line.find(" exited ", at + who.size() - 1) != std::string::npos;
+        },
+        timeout);
+  }
+
+  bool wait_master_line_where(std::size_t from, const std::function<bool(const std::string&)>& wanted, Millis timeout,
+                              std::string* found = nullptr) const {
     std::string who = " " + std::to_string(server_->master_pid()) + " master: ";
     auto deadline = Clock::now() + timeout;
     do {
@@ -356,7 +376,7 @@ class Torture {
       std::ifstream in(server_->dir() + "/preforkd.log", std::ios::binary);
       in.seekg(static_cast<std::streamoff>(from));
       for (std::string line; std::getline(in, line);)
-        if (line.find(who) != std::string::npos && line.find(needle) != std::string::npos) {
+        if (line.find(who) != std::string::npos && wanted(line)) {
           if (found) *found = line;
           return true;
         }
