@@ -22,6 +22,11 @@ namespace {
 constexpr std::uint64_t kLingerMs = 5000;
 // Byte pieces gathered into one sendmsg from the queue.
 constexpr int kMaxIov = 16;
+// A head and body together up to this size are copied into one buffer and sent
+// with send(2): sendmsg's msghdr and iovec copies cost the kernel ~0.08 µs per
+// keep-alive answer (perf, bench/results/PROFILE-keepalive.md), the copy ~20
+// instructions. Larger bodies go as two pieces, uncopied.
+constexpr std::size_t kCoalesceBytes = 2048;
 // One sendfile call sends at most this much (the kernel's own cap is ~2 GiB);
 // the socket's buffer takes less anyway, and the loop moves on to other
 // connections between calls.
@@ -90,7 +95,7 @@ ssize_t StreamConnection::send_now(const iovec* iov, int count, bool more) {
   // MSG_MORE: a file follows; the kernel holds a partial segment for it.
   const int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0);
   for (;;) {
-    ssize_t n = ::sendmsg(fd_, &msg, flags);
+    ssize_t n = count == 1 ? ::send(fd_, iov->iov_base, iov->iov_len, flags) : ::sendmsg(fd_, &msg, flags);
     if (n >= 0) {
       bytes_sent_ += static_cast<std::uint64_t>(n);
       return n;
@@ -98,7 +103,7 @@ ssize_t StreamConnection::send_now(const iovec* iov, int count, bool more) {
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     // EPIPE, ECONNRESET: the peer is gone.
-    PF_LOG_DEBUG("sendmsg: %s", std::strerror(errno));
+    PF_LOG_DEBUG("%s: %s", count == 1 ? "send" : "sendmsg", std::strerror(errno));
     close();
     return -1;
   }
@@ -106,6 +111,17 @@ ssize_t StreamConnection::send_now(const iovec* iov, int count, bool more) {
 
 ssize_t StreamConnection::send_unless_queued(std::string_view head, std::string_view body) {
   if (!queue_.empty()) return 0;  // behind queued output: in order, later
+  if (body.empty() || head.empty()) {
+    iovec one = iov_of(body.empty() ? head : body);
+    return one.iov_len == 0 ? 0 : send_now(&one, 1, false);
+  }
+  if (head.size() + body.size() <= kCoalesceBytes) {
+    char both[kCoalesceBytes];  // the caller queues what is not sent from head and body
+    std::memcpy(both, head.data(), head.size());
+    std::memcpy(both + head.size(), body.data(), body.size());
+    iovec one = {both, head.size() + body.size()};
+    return send_now(&one, 1, false);
+  }
   iovec iov[2] = {iov_of(head), iov_of(body)};
   return send_now(iov, 2, false);
 }
