@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "bench/tools/tool_util.hpp"
@@ -51,6 +52,10 @@ int run_workers(const std::vector<int>& sockets, Serve serve) {
   // Held from before the first fork, so no signal can arrive before the master
   // waits for it with sigwait.
   if (sigprocmask(SIG_BLOCK, &stop_signals, nullptr) != 0) die("sigprocmask");
+  // A write to a peer that has gone must be an error to handle, not a death: the
+  // floors' send calls say MSG_NOSIGNAL, but sendfile(2) cannot (a reset after the
+  // peer's FIN is EPIPE). As nginx and preforkd's workers do.
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) die("signal SIGPIPE");
   pid_t master = getpid();
   std::vector<pid_t> workers;
   for (int fd : sockets) {
@@ -73,10 +78,22 @@ int run_workers(const std::vector<int>& sockets, Serve serve) {
   if (sigprocmask(SIG_BLOCK, &stop_signals, nullptr) != 0) die("sigprocmask");
   int sig = 0;
   if (sigwait(&stop_signals, &sig) != 0) die("sigwait");
+  // Which worker ended, and how, before the others are killed (their statuses say only
+  // SIGKILL).
+  int status = 0;
+  pid_t ended = sig == SIGCHLD ? waitpid(-1, &status, WNOHANG) : 0;
   for (pid_t pid : workers) kill(pid, SIGKILL);
-  for (pid_t pid : workers) waitpid(pid, nullptr, 0);
+  for (pid_t pid : workers)
+    if (pid != ended) waitpid(pid, nullptr, 0);
   if (sig == SIGCHLD) {
-    std::fprintf(stderr, "%s: a worker exited on its own\n", program_invocation_short_name);
+    if (ended > 0 && WIFSIGNALED(status))
+      std::fprintf(stderr, "%s: worker %d was killed by signal %d (%s)\n", program_invocation_short_name,
+                   static_cast<int>(ended), WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (ended > 0)
+      std::fprintf(stderr, "%s: worker %d exited on its own with status %d\n", program_invocation_short_name,
+                   static_cast<int>(ended), WEXITSTATUS(status));
+    else
+      std::fprintf(stderr, "%s: a worker exited on its own\n", program_invocation_short_name);
     return 1;
   }
   return 0;
