@@ -7,6 +7,9 @@ keep-alive on the 100 B file, rounds interleaved; per round req/s and CPU µs pe
 preforkd, nginx, h2o, lighttpd, floor, plus:
   preforkd+log        preforkd with its access log on
   NAME=/path/preforkd preforkd from another build (an experiment), labelled NAME
+  floor+cpu           the floor with FLOOR_CPU_STEERING=1: worker i pinned to CPU i, each
+                      connection served on the CPU its SYN came in on (bench/tools/http_floor)
+WRK_THREADS=N runs wrk with N threads (default 1; bench/run uses 2).
 SYSCALLS=1 also counts system calls per request with perf tracepoints (which slow the
 server: its CPU figures are then not comparable)."""
 
@@ -41,15 +44,22 @@ def main():
     def configure(server, name):
         if name.endswith("+log"):
             with_log.add(server)
+        # Read by http_floor at its start, which follows this call.
+        if name == "floor+cpu":
+            os.environ["FLOOR_CPU_STEERING"] = "1"
+        else:
+            os.environ.pop("FLOOR_CPU_STEERING", None)
     started = start_servers(bench, kinds, workers, configure=configure)
+    os.environ.pop("FLOOR_CPU_STEERING", None)
+    threads = f"-t{os.environ.get('WRK_THREADS', '1')}"
     try:
         for s in started:
-            subprocess.run(["wrk", "-t1", "-c64", "-d1s", f"http://127.0.0.1:{s.port}/small.txt"], capture_output=True)
+            subprocess.run(["wrk", threads, "-c64", "-d1s", f"http://127.0.0.1:{s.port}/small.txt"], capture_output=True)
         results = {s.label_name: [] for s in started}
         for rnd in range(rounds):
             for s in started:
                 cpu0 = s.cpu_seconds()
-                wrk = subprocess.Popen(["wrk", "-t1", "-c64", f"-d{seconds}s", f"http://127.0.0.1:{s.port}/small.txt"],
+                wrk = subprocess.Popen(["wrk", threads, "-c64", f"-d{seconds}s", f"http://127.0.0.1:{s.port}/small.txt"],
                                        stdout=subprocess.PIPE, text=True)
                 counts = {}
                 if os.environ.get("SYSCALLS") == "1":

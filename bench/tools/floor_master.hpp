@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -41,11 +42,12 @@ inline int reuseport_socket(const char* address, int port, int type) {
 }
 
 // Forks one worker per socket, each running serve(its socket) and dying with the
-// master (PR_SET_PDEATHSIG); the master closes its copies and waits. TERM, INT or
+// master (PR_SET_PDEATHSIG); with pin_to_cpu, worker i runs on CPU i only (i modulo
+// the CPUs online). The master closes its copies and waits. TERM, INT or
 // QUIT to the master stop everything; it returns 0 once every worker is reaped, 1 if
 // a worker exited on its own (a bug in the floor: the benchmark must not go on).
 template <typename Serve>
-int run_workers(const std::vector<int>& sockets, Serve serve) {
+int run_workers(const std::vector<int>& sockets, Serve serve, bool pin_to_cpu = false) {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&stop_signals, sig);
@@ -64,6 +66,12 @@ int run_workers(const std::vector<int>& sockets, Serve serve) {
     if (pid == 0) {
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die("prctl PR_SET_PDEATHSIG");
       if (getppid() != master) _exit(1);  // the master died before prctl
+      if (pin_to_cpu) {
+        cpu_set_t cpu;
+        CPU_ZERO(&cpu);
+        CPU_SET(static_cast<int>(workers.size() % static_cast<std::size_t>(sysconf(_SC_NPROCESSORS_ONLN))), &cpu);
+        if (sched_setaffinity(0, sizeof cpu, &cpu) != 0) die("sched_setaffinity");
+      }
       for (int other : sockets)
         if (other != fd) close(other);
       sigprocmask(SIG_UNBLOCK, &stop_signals, nullptr);

@@ -13,10 +13,18 @@
 // headers with sendfile(2), as nginx's `sendfile on` does. Any other target gets a
 // 404 with an empty body. Pipelined requests are answered in order.
 //
+// FLOOR_CPU_STEERING=1 (an experiment, not what bench/run measures): worker i is
+// pinned to CPU i and the group gets a reuseport cBPF program that returns the CPU
+// the connection's SYN was processed on, so each connection is served on that CPU.
+// On loopback that is the client's CPU: client and server then share a core and
+// its caches, and wake each other without an inter-processor interrupt. With
+// WORKERS = CPUs every index is a socket; a larger index falls back to the hash.
+//
 // Why level-triggered: a readable connection costs one read per wake-up. Edge-
 // triggered would need a second read to see EAGAIN (or the fragile "short read means
 // drained" rule), and EPOLLOUT is asked for only while an answer is incomplete.
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -24,6 +32,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -283,5 +292,14 @@ int main(int argc, char** argv) {
   std::vector<int> sockets;
   for (long i = 0; i < workers; ++i)
     sockets.push_back(bench_tools::reuseport_socket(argv[1], static_cast<int>(port), SOCK_STREAM));
-  return bench_tools::run_workers(sockets, [&](int fd) { Worker(fd, answers).run(); });
+  const char* steering = std::getenv("FLOOR_CPU_STEERING");
+  bool by_cpu = steering && std::string_view(steering) == "1";
+  if (by_cpu) {
+    sock_filter code[] = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<__u32>(SKF_AD_OFF + SKF_AD_CPU)),
+                          BPF_STMT(BPF_RET | BPF_A, 0)};
+    sock_fprog program{2, code};
+    if (setsockopt(sockets.front(), SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) != 0)
+      die("setsockopt SO_ATTACH_REUSEPORT_CBPF");
+  }
+  return bench_tools::run_workers(sockets, [&](int fd) { Worker(fd, answers).run(); }, by_cpu);
 }
