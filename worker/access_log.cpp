@@ -12,13 +12,17 @@
 #include "worker/ascii.hpp"
 
 namespace preforkd::access_log {
+
+int detail::g_fd = -1;
+
 namespace {
+
+using detail::g_fd;
 
 // While writes fail, at most one error line per this interval.
 constexpr std::chrono::seconds kFailureLogInterval{60};
 
 std::string g_path;
-int g_fd = -1;
 
 // Failure accounting for the rate-limited error line.
 std::uint64_t g_dropped = 0;           // lines dropped since the last report
@@ -112,8 +116,6 @@ void close() {
   g_fd = -1;
   g_path.clear();
 }
-
-bool enabled() { return g_fd >= 0; }
 
 int status_of(std::string_view head) {
   // "HTTP/1.1 " is 9 bytes, then three digits.

@@ -50,7 +50,11 @@ bool open(const std::string& path, std::string* error);
 // Opens the same path again (after logrotate renamed it) and switches to it.
 bool reopen(std::string* error);
 void close();
-bool enabled();
+namespace detail {
+extern int g_fd;  // the log's file, -1 while it is off; defined in access_log.cpp
+}
+// Inline: the session asks for every header of every request.
+inline bool enabled() { return detail::g_fd >= 0; }
 
 // Formats and writes one line.
 void write(const Entry& entry);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -234,11 +235,15 @@ class HttpSession final : public StreamSession, private http::Request, private h
   }
   std::string_view body() const override { return body_; }
   std::string peer_address() const override { return transport_.peer_address(); }
+  // Spans are taken from header_text_ as it grows and both are reset together, so
+  // they are in range: no substr bounds check (it cost ~15 instructions a header).
   std::string_view header_name(const HeaderSpan& h) const {
-    return std::string_view(header_text_).substr(h.name_at, h.name_length);
+    assert(std::size_t{h.name_at} + h.name_length <= header_text_.size());
+    return {header_text_.data() + h.name_at, h.name_length};
   }
   std::string_view header_value(const HeaderSpan& h) const {
-    return std::string_view(header_text_).substr(h.value_at, h.value_length);
+    assert(std::size_t{h.value_at} + h.value_length <= header_text_.size());
+    return {header_text_.data() + h.value_at, h.value_length};
   }
   std::string_view url() const { return std::string_view(header_text_).substr(url_at_, url_length_); }
 
