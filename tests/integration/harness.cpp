@@ -421,14 +421,16 @@ int Preforkd::run_cli(const std::string& args, std::string* output) const {
 
 // --- Clients ---------------------------------------------------------------------
 
-int connect_tcp(const std::string& host, int port, Millis timeout) {
+int connect_tcp(const std::string& host, int port, Millis timeout, int receive_buffer) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   if (!fill_address(host, port, &ss, &len)) return -1;
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   set_timeouts(fd, timeout);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+  if ((receive_buffer > 0 &&
+       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer) != 0) ||
+      connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     close(fd);
     return -1;
   }

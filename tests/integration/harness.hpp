@@ -136,7 +136,9 @@ inline std::size_t count_of(const std::string& text, const std::string& needle) 
 // --- Clients -------------------------------------------------------------------
 
 // A connected blocking TCP socket with send/receive timeouts; -1 on failure.
-int connect_tcp(const std::string& host, int port, Millis timeout = 3s);
+// receive_buffer > 0: SO_RCVBUF set before connecting, so the window the client
+// advertises is small from the first segment (a slow reader).
+int connect_tcp(const std::string& host, int port, Millis timeout = 3s, int receive_buffer = 0);
 bool send_all(int fd, const std::string& bytes);
 // Reads until the peer closes or the timeout passes.
 std::string read_until_close(int fd, Millis timeout = 5s);

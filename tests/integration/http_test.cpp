@@ -177,17 +177,8 @@ TEST_F(Http, KeepAliveAndPipeliningAnswerInOrder) {
 // partial send inside one buffer is rare on loopback; StreamWrite in the unit
 // tests forces it.)
 TEST_F(Http, SmallPipelinedAnswersToASlowReaderArriveWholeAndInOrder) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = connect_tcp("127.0.0.1", port(), 5s, 4096);
   ASSERT_GE(fd, 0);
-  int small = 4096;
-  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-  timeval tv{5, 0};
-  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const int kRequests = 1200;  // ~43 KB asked, ~350 KB answered: far more than the window
   std::string requests;
   for (int i = 0; i < kRequests; ++i)

@@ -269,10 +269,8 @@ TEST_F(Limits, SilentAndIdleConnectionsAreClosed) {
 TEST_F(Limits, ClientThatNeverReadsIsClosedAfterSendTimeoutWithBoundedMemory) {
   std::size_t baseline_sockets = worker_sockets();
   long rss_before = rss_kib(worker());
-  int fd = connect_tcp("127.0.0.1", port());
+  int fd = connect_tcp("127.0.0.1", port(), 3s, 4096);
   ASSERT_GE(fd, 0);
-  int small = 4096;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   std::string requests;
   for (int i = 0; i < 64; ++i) requests += "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
   // 64 MiB of responses asked for, none read.

@@ -370,17 +370,8 @@ TEST_F(Static, AFileTruncatedWhileBeingSentClosesTheConnection) {
   // A small receive buffer set before connecting (so the window is small from the
   // start): the server fills its socket and waits for POLLOUT mid-file, with little
   // of the file already in the kernel's buffers.
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = connect_tcp("127.0.0.1", port(), 5s, 4096);
   ASSERT_GE(fd, 0);
-  int small = 4096;
-  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-  timeval tv{5, 0};
-  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_TRUE(send_all(fd, "GET /shrinks.bin HTTP/1.1\r\nHost: t\r\n\r\n"));
   // Take a little, so the server is mid-file with a full socket, then cut the file.
   char buf[4096];
