@@ -13,6 +13,7 @@
 
 #include "worker/handler.hpp"
 #include "worker/stream_connection.hpp"
+#include "tests/unit/tcp_pair.hpp"
 #include "worker/worker_stats.hpp"
 
 namespace preforkd {
@@ -33,22 +34,7 @@ struct RecordingHandler final : StreamHandler {
   int retired = 0;
 };
 
-// An accepted loopback connection: {server side, client side}.
-std::pair<int, int> tcp_pair() {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::listen(listener, 4), 0);
-  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  EXPECT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  int server = ::accept(listener, nullptr, nullptr);
-  ::close(listener);
-  return {server, client};
-}
+using preforkd::test::tcp_pair;
 
 class ConnectionSetTest : public ::testing::Test {
  protected:

@@ -5,6 +5,7 @@
 // is queued from the original pieces. The client must read exactly the bytes
 // written, in order.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "worker/stream_connection.hpp"
+#include "tests/unit/tcp_pair.hpp"
 #include "worker/worker_stats.hpp"
 
 namespace preforkd {
@@ -71,22 +73,12 @@ TEST(StreamWrite, AnswersOfEverySizeArriveWholeAndInOrderThroughAFullSocket) {
     handler.answers.push_back({head, std::make_shared<const std::string>(body)});
   }
 
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 1), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  int client = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  int small = 4096;
-  ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-  ASSERT_TRUE(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 || errno == EINPROGRESS);
-  int server = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK);
-  ::close(listener);
+  // Small buffers on both sides, so the answers far outgrow what the kernel holds.
+  const int small = 4096;
+  auto [server, client] = preforkd::test::tcp_pair(small);
   ASSERT_GE(server, 0);
+  ASSERT_EQ(::fcntl(client, F_SETFL, O_NONBLOCK), 0);
+  ASSERT_EQ(::fcntl(server, F_SETFL, O_NONBLOCK), 0);
   ASSERT_EQ(::setsockopt(server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
 
   uv_loop_t loop{};
