@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -32,17 +33,22 @@ class Floor {
     }
   }
   ~Floor() {
-    if (pid_ <= 0) return;
+    if (pid_ <= 0 || reaped_) return;  // a reaped pid may already be another process's
     kill(pid_, SIGTERM);
     waitpid(pid_, nullptr, 0);
   }
   Floor(const Floor&) = delete;
   Floor& operator=(const Floor&) = delete;
   // True while the master runs: it exits as soon as one of its workers does.
-  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  bool running() {
+    if (pid_ <= 0 || reaped_) return false;
+    reaped_ = waitpid(pid_, nullptr, WNOHANG) == pid_;
+    return !reaped_;
+  }
 
  private:
   pid_t pid_ = -1;
+  bool reaped_ = false;
 };
 
 std::optional<HttpResponse> get_with_retry(int port, const std::string& path) {

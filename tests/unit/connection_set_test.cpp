@@ -1,8 +1,6 @@
 // ConnectionSet: a session opened after retirement began (during a retiring
 // listener's linger, or the final drain of its queue) is retiring from its first
 // byte. On a real loop with a real loopback TCP connection.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -11,9 +9,9 @@
 
 #include <memory>
 
+#include "tests/unit/tcp_pair.hpp"
 #include "worker/handler.hpp"
 #include "worker/stream_connection.hpp"
-#include "tests/unit/tcp_pair.hpp"
 #include "worker/worker_stats.hpp"
 
 namespace preforkd {

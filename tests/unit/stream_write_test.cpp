@@ -4,9 +4,7 @@
 // body pieces, meet a full socket again and again; what the socket does not take
 // is queued from the original pieces. The client must read exactly the bytes
 // written, in order.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/stream_connection.hpp"
 #include "tests/unit/tcp_pair.hpp"
+#include "worker/stream_connection.hpp"
 #include "worker/worker_stats.hpp"
 
 namespace preforkd {
