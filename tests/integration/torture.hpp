@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -101,6 +103,7 @@ class Torture {
     if (!server_->start(10s, &why)) return fail("start: " + why);
     base_config_ = read_file(server_->config_path());
     started_ = Clock::now();
+    started_wall_ = std::chrono::system_clock::now();
     seen_pids_.insert(server_->master_pid());
     start_load();
     int count = fixed.empty() ? steps : static_cast<int>(fixed.size());
@@ -594,7 +597,8 @@ class Torture {
                               [&](const KillWindow& k) { return k.covers(e); });
         if (w != windows_.rend()) ++w->attributed;
         else if (++unattributed <= 20)
-          stray << "  " << kind_name(l->kind()) << " at " << since_start(e.when) << " (" << step_at(e.when)
+          stray << "  " << kind_name(l->kind()) << " at " << since_start(e.when) << ", begun "
+                << since_start(e.started) << " (" << step_at(e.when)
                 << "): " << to_string(e.what) << ": " << e.detail << "\n";
       }
     }
@@ -613,7 +617,8 @@ class Torture {
     std::cout << figures.str();
     if (unattributed != 0)
       fail(std::to_string(unattributed) + " client error(s) outside any kill window:\n" + stray.str() +
-           "  (steps began at " + step_times() + (quit_at_ ? "; QUIT at " + since_start(*quit_at_) : "") + ")");
+           "  (steps began at " + step_times() + (quit_at_ ? "; QUIT at " + since_start(*quit_at_) : "") +
+           "; +0 ms is " + utc_time(started_wall_) + " in the server log)");
   }
 
   void finish() {
@@ -637,6 +642,18 @@ class Torture {
     // reparented to us, the subreaper: reap them, or a long run piles up zombies.
     while (waitpid(-1, nullptr, WNOHANG) > 0) {
     }
+  }
+
+  // As the server log writes it: 2026-12-02T21:50:39.441Z.
+  static std::string utc_time(std::chrono::system_clock::time_point t) {
+    auto ms = std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
+    std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&seconds, &tm);
+    char text[64];
+    std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+    return text;
   }
 
   std::string since_start(Clock::time_point t) const {
@@ -691,6 +708,7 @@ class Torture {
   std::set<pid_t> seen_pids_;
   long kills_ = 0;
   Clock::time_point started_;
+  std::chrono::system_clock::time_point started_wall_;  // +0 on the server log's clock
   std::optional<Clock::time_point> quit_at_;
   std::optional<Clock::time_point> failed_at_;  // errors after the first failure are its consequence
   bool ok_ = true;
