@@ -88,12 +88,26 @@ void SlotSockets::retain_only(const std::set<std::pair<ListenerKey, int>>& neede
     Group& group = it->second;
     auto& fds = group.fd_by_slot;
     bool changed = false;
+    // The last close of a listener takes it out of its reuseport group before it
+    // leaves the listening hash: a SYN handled meanwhile on the other CPU can
+    // still find it there, past the group's steering, and the handshake it starts
+    // is reset when its ACK finds the listener closed. With SYNs refused first,
+    // that SYN is dropped, and its retry lands on a socket that stays. Only when
+    // this close is the last: the slot's workers are gone (the supervisor keeps a
+    // live worker's sockets), no other master holds the group (shared: it may be
+    // the other's to serve), and the group stays (closing whole is a stop, or a
+    // removed listener, which refuse_removed already handles).
+    const bool refuse_first = !shared_ && key.transport == Transport::stream &&
+                              std::any_of(fds.begin(), fds.end(), [&](const auto& s) { return needed.count({key, s.first}) > 0; });
     // Highest slot first: the kernel refills a freed index with the group's last socket.
     for (auto slot = fds.rbegin(); slot != fds.rend();) {
       if (needed.count({key, slot->first})) {
         ++slot;
         continue;
       }
+      std::string error;
+      if (refuse_first && !refuse_new_connections(slot->second, key.transport, &error))
+        PF_LOG_WARN("%s slot %d: %s", key.address.c_str(), slot->first, error.c_str());
       ::close(slot->second);
       auto& order = group.kernel_order;
       if (auto at = std::find(order.begin(), order.end(), slot->first); at != order.end()) {

@@ -174,15 +174,59 @@ void adopt_duplicates(const SlotSockets& old, SlotSockets& successor) {
 // master with fewer slots that closes its copies of the others believes the
 // group smaller than it is; steering "all of its slots" then removes the
 // program, and the kernel hashes new connections onto sockets the old master
-// still holds but nobody polls (they are reset when it exits).
-TEST(SlotSocketsShared, ASuccessorThatForgetsTheOldMastersCopiesFeedsSocketsNobodyPolls) {
+// still holds but nobody polls. (Closing them, the unshared master also made
+// them refuse new handshakes, see ASlotClosedWhileItsGroupStaysRefusesHandshakes:
+// a client hashed there waits on SYN retries.)
+TEST(SlotSocketsShared, ASuccessorThatForgetsTheOldMastersCopiesStrandsNewConnections) {
   TwoMasters masters(4);
   auto& [old_master, listener, fds, new_master] = masters;
   ListenerKey key = key_of(listener);
   new_master.retain_only({{key, 0}, {key, 1}});
   ASSERT_TRUE(new_master.steer(listener, {0, 1}));
-  std::vector<int> counts = spread(listener, fds, 200);
-  EXPECT_GT(counts[2] + counts[3], 0) << "the kernel hashed over all four sockets";
+  EXPECT_TRUE(new_master.steered_slots(key).empty()) << "it believes the group is its two sockets";
+  std::vector<int> clients;
+  for (int i = 0; i < 40; ++i) clients.push_back(connect_to(listener.address, /*blocking=*/false));
+  int stranded = 0;
+  for (int client : clients) {
+    if (!test::wait_for(client, POLLOUT, stranded == 0 ? 500 : 0)) ++stranded;
+    ::close(client);
+  }
+  std::printf("connections stranded on the old master's sockets: %d of 40\n", stranded);
+  EXPECT_GT(stranded, 0) << "the kernel hashed over only two sockets";
+}
+
+// Closing a slot's socket while its group stays (TTOU, fewer workers on reload):
+// the last close takes the listener out of its reuseport group before it leaves
+// the listening hash, and a SYN handled meanwhile on the other CPU can find it
+// there, past the group and its steering; the handshake's ACK then finds the
+// listener closed and is reset, and connect() fails with ECONNRESET (what the
+// lifecycle torture test saw; bench/tools/reuseport_close_race reproduces it,
+// ~1 reset in 60,000 closes). Refusing new handshakes on the socket first turns
+// that SYN into a retried one, which lands on a socket that stays. Not while
+// shared: the other master may serve it. Not for a group closing whole (a stop,
+// or a listener removed, which refuse_removed handles): nothing else remains.
+TEST(SlotSocketsRetain, ASlotClosedWhileItsGroupStaysRefusesHandshakesFirst) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port());
+  ListenerKey key = key_of(listener);
+  std::vector<int> fds = open_slots(sockets, listener, 3);
+  // Duplicates keep the sockets alive past SlotSockets' close, to look at them.
+  std::vector<int> watch;
+  for (int fd : fds) watch.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+
+  sockets.retain_only({{key, 0}, {key, 1}});
+  EXPECT_TRUE(refusing_new_connections(watch[2])) << "closed without refusing handshakes first";
+  EXPECT_FALSE(refusing_new_connections(watch[0]));
+  EXPECT_FALSE(refusing_new_connections(watch[1]));
+
+  sockets.set_shared(true);
+  sockets.retain_only({{key, 0}});
+  EXPECT_FALSE(refusing_new_connections(watch[1])) << "shared: the other master's to serve";
+
+  sockets.set_shared(false);
+  sockets.retain_only({});
+  EXPECT_FALSE(refusing_new_connections(watch[0])) << "the group closed whole";
+  for (int fd : watch) ::close(fd);
 }
 
 // The fix, in SlotSockets' terms: the new master keeps the old master's sockets
