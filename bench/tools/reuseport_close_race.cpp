@@ -5,8 +5,8 @@
 //
 //   reuseport_close_race PORT CYCLES [REFUSE_FIRST=0|1]
 //
-// One SO_REUSEPORT listener on 127.0.0.1:PORT is steered to (a reuseport program
-// that always answers index 0) and served by a thread; two client threads open
+// One SO_REUSEPORT listener on 127.0.0.1:PORT is steered to (the master's
+// reuseport program, to index 0 only) and served by a thread; two client threads open
 // connections in a loop (connect, 1 byte, its echo). Meanwhile CYCLES times a
 // second socket joins the group and closes again, with SYNs refused first when
 // REFUSE_FIRST is 1 (common/listen_socket.hpp's filter). Prints the connections
@@ -30,7 +30,9 @@
 #include <vector>
 
 #include "bench/tools/tool_util.hpp"
+#include "common/address.hpp"
 #include "common/listen_socket.hpp"
+#include "master/reuseport_program.hpp"
 
 #ifndef SO_ATTACH_REUSEPORT_CBPF
 #define SO_ATTACH_REUSEPORT_CBPF 51
@@ -46,15 +48,14 @@ sockaddr_in loopback(int port) {
   return a;
 }
 
-int open_listener(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) bench_tools::die("socket");
-  int on = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) bench_tools::die("setsockopt(SO_REUSEADDR)");
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) bench_tools::die("setsockopt(SO_REUSEPORT)");
-  sockaddr_in a = loopback(port);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) bench_tools::die("bind");
-  if (listen(fd, 1024) != 0) bench_tools::die("listen");
+// As the master opens a slot's socket.
+int open_listener(const preforkd::SocketAddress& address) {
+  std::string error;
+  int fd = preforkd::open_listen_socket(address, preforkd::Transport::stream, 1024, /*reuseport=*/true, &error);
+  if (fd < 0) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    std::exit(1);
+  }
   return fd;
 }
 
@@ -69,8 +70,8 @@ void serve(int fd, const std::atomic<bool>& stop) {
     for (int c; (c = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
       char byte;
       pollfd q{c, POLLIN, 0};
-      if (poll(&q, 1, 1000) > 0 && read(c, &byte, 1) == 1 && write(c, &byte, 1) != 1) {
-      }
+      bool echoed = poll(&q, 1, 1000) > 0 && read(c, &byte, 1) == 1 && write(c, &byte, 1) == 1;
+      (void)echoed;  // the client counts what it did not get back
       close(c);
     }
   }
@@ -104,9 +105,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s PORT CYCLES [REFUSE_FIRST=0|1]\n", argv[0]);
     return 2;
   }
-  int steered = open_listener(static_cast<int>(port));
-  sock_filter always_first[] = {BPF_STMT(BPF_RET | BPF_K, 0)};  // index 0: `steered`
-  sock_fprog program{1, always_first};
+  auto address = preforkd::parse_address("127.0.0.1:" + std::to_string(port));
+  if (!address) return 2;
+  int steered = open_listener(*address);
+  // The master's steering program, to index 0 (`steered`) only.
+  std::vector<sock_filter> code = preforkd::reuseport_steering_program({0});
+  sock_fprog program{static_cast<unsigned short>(code.size()), code.data()};
   if (setsockopt(steered, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) != 0)
     bench_tools::die("setsockopt(SO_ATTACH_REUSEPORT_CBPF)");
 
@@ -117,7 +121,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 2; ++i) clients.emplace_back(client, static_cast<int>(port), std::cref(stop), std::ref(counts));
   double t0 = bench_tools::now_seconds();
   for (long i = 0; i < cycles; ++i) {
-    int passing = open_listener(static_cast<int>(port));
+    int passing = open_listener(*address);
     usleep(50);  // let clients' SYNs meet a group of two
     std::string error;
     if (refuse_first && !preforkd::refuse_new_connections(passing, preforkd::Transport::stream, &error)) {

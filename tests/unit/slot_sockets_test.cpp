@@ -195,16 +195,11 @@ TEST(SlotSocketsShared, ASuccessorThatForgetsTheOldMastersCopiesStrandsNewConnec
   EXPECT_GT(stranded, 0) << "the kernel hashed over only two sockets";
 }
 
-// Closing a slot's socket while its group stays (TTOU, fewer workers on reload):
-// the last close takes the listener out of its reuseport group before it leaves
-// the listening hash, and a SYN handled meanwhile on the other CPU can find it
-// there, past the group and its steering; the handshake's ACK then finds the
-// listener closed and is reset, and connect() fails with ECONNRESET (what the
-// lifecycle torture test saw; bench/tools/reuseport_close_race reproduces it,
-// ~1 reset in 60,000 closes). Refusing new handshakes on the socket first turns
-// that SYN into a retried one, which lands on a socket that stays. Not while
-// shared: the other master may serve it. Not for a group closing whole (a stop,
-// or a listener removed, which refuse_removed handles): nothing else remains.
+// Closing a slot's socket while its group stays (TTOU, fewer workers on reload)
+// refuses new handshakes on it first: the last close races SYNs on the other CPU
+// (see SlotSockets::retain_only; bench/tools/reuseport_close_race reproduces the
+// resets, ~1 in 60,000 closes). Not while shared: the other master may serve it.
+// Not for a group closing whole: nothing else remains.
 TEST(SlotSocketsRetain, ASlotClosedWhileItsGroupStaysRefusesHandshakesFirst) {
   SlotSockets sockets;
   ListenerConfig listener = listener_on(test::loopback_any_port());
