@@ -2,6 +2,7 @@
 #include "master/reuseport_program.hpp"
 
 #include <cstdint>
+#include <map>
 
 namespace preforkd {
 namespace {
@@ -48,6 +49,40 @@ std::vector<sock_filter> reuseport_steering_program(const std::vector<int>& indi
     code.push_back(stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(indices.back())));
   }
   if (code.size() > BPF_MAXINSNS) return {};
+  return code;
+}
+
+std::vector<sock_filter> reuseport_cpu_steering_program(const std::vector<int>& indices, const std::vector<int>& cpu_of) {
+  std::vector<sock_filter> fallback = reuseport_steering_program(indices);
+  if (fallback.empty() || cpu_of.size() != indices.size()) return fallback;
+  std::map<int, std::vector<int>> by_cpu;
+  for (std::size_t i = 0; i < indices.size(); ++i)
+    if (cpu_of[i] >= 0) by_cpu[cpu_of[i]].push_back(indices[i]);
+  if (by_cpu.empty()) return fallback;
+  // A = the CPU; per CPU with sockets: "if (A != cpu) skip the block", and the
+  // block returns one of its sockets; past every block, the plain program.
+  std::vector<sock_filter> code = {stmt(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(SKF_AD_OFF + SKF_AD_CPU))};
+  for (const auto& [cpu, mine] : by_cpu) {
+    std::vector<sock_filter> block;
+    if (mine.size() == 1) {
+      block.push_back(stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(mine.front())));
+    } else {
+      auto n = static_cast<std::uint32_t>(mine.size());
+      block.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(SKF_AD_OFF + SKF_AD_RANDOM)));
+      block.push_back(stmt(BPF_ALU | BPF_MOD | BPF_K, n));
+      for (std::uint32_t rank = 0; rank + 1 < n; ++rank) {
+        block.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, rank, 0, 1));
+        block.push_back(stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(mine[rank])));
+      }
+      block.push_back(stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(mine.back())));
+    }
+    if (block.size() > 255) return fallback;
+    code.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(cpu), 0,
+                        static_cast<std::uint8_t>(block.size())));
+    code.insert(code.end(), block.begin(), block.end());
+  }
+  code.insert(code.end(), fallback.begin(), fallback.end());
+  if (code.size() > BPF_MAXINSNS) return fallback;
   return code;
 }
 

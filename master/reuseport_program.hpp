@@ -17,4 +17,14 @@ namespace preforkd {
 // result means the set does not fit (or was empty) and nothing may be attached.
 std::vector<sock_filter> reuseport_steering_program(const std::vector<int>& indices);
 
+// worker_cpu_affinity: the same choice among `indices`, but a connection (or
+// datagram) the kernel handles on CPU c goes to an index whose worker is pinned to
+// c (`cpu_of[i]` is indices[i]'s CPU, -1 for none), at random among several; a CPU
+// with none of them falls back to reuseport_steering_program(indices). On
+// loopback the CPU that handles a SYN is the connecting thread's, so client and
+// worker share a core and its caches (bench/results/PROFILE-keepalive.md). When a
+// CPU's block would not fit a jump's 8-bit offset the CPUs are ignored: the plain
+// program is returned.
+std::vector<sock_filter> reuseport_cpu_steering_program(const std::vector<int>& indices, const std::vector<int>& cpu_of);
+
 }  // namespace preforkd

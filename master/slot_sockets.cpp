@@ -14,6 +14,7 @@
 
 #include "common/log.hpp"
 #include "master/reuseport_program.hpp"
+#include "master/worker_affinity.hpp"
 
 #ifndef SO_ATTACH_REUSEPORT_CBPF
 #define SO_ATTACH_REUSEPORT_CBPF 51
@@ -25,8 +26,10 @@
 namespace preforkd {
 namespace {
 
-bool attach_steering(int fd, const std::vector<int>& indices) {
-  std::vector<sock_filter> code = reuseport_steering_program(indices);
+// cpu_of: each index's CPU (reuseport_cpu_steering_program); empty: by chance only.
+bool attach_steering(int fd, const std::vector<int>& indices, const std::vector<int>& cpu_of = {}) {
+  std::vector<sock_filter> code =
+      cpu_of.empty() ? reuseport_steering_program(indices) : reuseport_cpu_steering_program(indices, cpu_of);
   if (code.empty()) {
     errno = E2BIG;
     return false;
@@ -68,6 +71,7 @@ int SlotSockets::acquire(const ListenerConfig& listener, int worker_slot, std::s
     std::iota(present.begin(), present.end(), 0);
     if (attach_steering(group.fd_by_slot.begin()->second, present)) {
       group.steered_indices = present;
+      group.steered_by_cpu = false;
       group.steered_slots.clear();
       for (const auto& [present_slot, present_fd] : group.fd_by_slot) group.steered_slots.push_back(present_slot);
     }
@@ -140,9 +144,11 @@ bool SlotSockets::program(const ListenerKey& key, Group& group, std::vector<int>
     indices.push_back(static_cast<int>(std::find(group.kernel_order.begin(), group.kernel_order.end(), slot) -
                                        group.kernel_order.begin()));
   std::sort(indices.begin(), indices.end());
-  bool all = !shared_ && slots.size() == group.fd_by_slot.size();
+  const bool cpus = by_cpu(group);
+  bool all = !shared_ && !cpus && slots.size() == group.fd_by_slot.size();
   // (All of them with a program attached, as after a shared spell, goes on to detach.)
-  if ((!all && indices == group.steered_indices) || (all && group.steered_indices.empty())) {
+  if ((!all && indices == group.steered_indices && cpus == group.steered_by_cpu) ||
+      (all && group.steered_indices.empty())) {
     group.steered_slots = slots;
     return true;
   }
@@ -157,7 +163,13 @@ bool SlotSockets::program(const ListenerKey& key, Group& group, std::vector<int>
     // No detach before Linux 5.8: a program over the whole group does the same
     // job (random instead of hash spreading), below.
   }
-  if (!attach_steering(any_fd, indices)) {
+  std::vector<int> cpu_of;
+  if (cpus) {
+    for (int index : indices) {
+      cpu_of.push_back(cpu_for_slot(slot_cpus_, group.kernel_order[static_cast<std::size_t>(index)]));
+    }
+  }
+  if (!attach_steering(any_fd, indices, cpu_of)) {
     PF_LOG_WARN("setsockopt(SO_ATTACH_REUSEPORT_CBPF) on %s, slots %s of %zu: %s; new traffic keeps its current "
                 "steering",
                 key.address.c_str(), slot_list(slots).c_str(), group.fd_by_slot.size(), std::strerror(errno));
@@ -165,8 +177,9 @@ bool SlotSockets::program(const ListenerKey& key, Group& group, std::vector<int>
   }
   group.steered_slots = slots;
   group.steered_indices = indices;
-  PF_LOG_INFO("%s: steering new traffic to slots %s of %zu", key.address.c_str(), slot_list(slots).c_str(),
-              group.fd_by_slot.size());
+  group.steered_by_cpu = cpus;
+  PF_LOG_INFO("%s: steering new traffic to slots %s of %zu%s", key.address.c_str(), slot_list(slots).c_str(),
+              group.fd_by_slot.size(), cpus ? ", each to a slot on its CPU" : "");
   return true;
 }
 
@@ -183,6 +196,19 @@ void SlotSockets::steer(const std::vector<ListenerConfig>& listeners, int servin
   std::vector<int> prefix(static_cast<std::size_t>(std::max(serving, 0)));
   std::iota(prefix.begin(), prefix.end(), 0);
   for (const auto& listener : listeners) steer(listener, prefix);
+}
+
+void SlotSockets::set_slot_cpus(std::vector<int> cpus) {
+  if (cpus == slot_cpus_) return;
+  slot_cpus_ = std::move(cpus);
+  for (auto& [key, group] : groups_) {
+    // No steering means every slot.
+    std::vector<int> slots = group.steered_slots;
+    if (slots.empty())
+      for (const auto& [slot, fd] : group.fd_by_slot) slots.push_back(slot);
+    group.steered_indices = {-1};  // what is attached was built for the old CPUs
+    program(key, group, std::move(slots));
+  }
 }
 
 void SlotSockets::set_shared(bool shared) {

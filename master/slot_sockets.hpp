@@ -83,6 +83,12 @@ class SlotSockets {
   // (programs, refusing filters): the other master may change them, so the next
   // steer() and acquire() set them again whatever they were.
   void set_shared(bool shared);
+  // worker_cpu_affinity: slot i's worker is pinned to cpu_for_slot(cpus, i)
+  // (worker_affinity.hpp; empty: none is). Every group of more than one socket then gets a program that prefers the
+  // sockets pinned to the CPU a connection arrives on, among the slots steered to
+  // (reuseport_cpu_steering_program): also when that is every slot, so it is never
+  // detached meanwhile. Re-programs every group at once.
+  void set_slot_cpus(std::vector<int> cpus);
   // Every socket, as (listener, socket slot): what a new master adopted.
   std::set<std::pair<ListenerKey, int>> sockets() const;
   // The prefix case: slots 0..serving-1 of each listener.
@@ -114,13 +120,16 @@ class SlotSockets {
     std::vector<int> kernel_order;   // slots, in the kernel's index order
     std::vector<int> steered_slots;  // what the attached program picks from; empty: none attached
     std::vector<int> steered_indices;
+    bool steered_by_cpu = false;  // the attached program is the CPU-preferring one
     // unknown: adopted from a previous master, which may have attached either.
     enum class Filter { none, refusing, unknown } filter = Filter::none;
   };
   bool program(const ListenerKey& key, Group& group, std::vector<int> slots);
   static bool apply_backlog(const ListenerKey& key, int slot, int fd, int backlog, std::string* error);
   void allow(const ListenerKey& key, Group& group);
+  bool by_cpu(const Group& group) const { return !slot_cpus_.empty() && group.fd_by_slot.size() > 1; }
   std::map<ListenerKey, Group> groups_;
+  std::vector<int> slot_cpus_;
   bool shared_ = false;
 };
 

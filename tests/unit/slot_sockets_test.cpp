@@ -1,5 +1,5 @@
 // SlotSockets on real loopback sockets: steering a reuseport group to any set of
-// slots, backlog and reuseport changes on reload, removed listeners, queues.
+// slots (by chance or by CPU), backlog and reuseport changes on reload, removed listeners, queues.
 #include "master/slot_sockets.hpp"
 
 #include <gtest/gtest.h>
@@ -8,11 +8,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <numeric>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "master/reuseport_program.hpp"
+#include "master/worker_affinity.hpp"
 #include "tests/unit/loopback_sockets.hpp"
 
 #ifndef SO_ATTACH_REUSEPORT_CBPF
@@ -294,6 +300,149 @@ TEST(ReuseportProgram, SizeAndLimits) {
     EXPECT_EQ(::setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof fprog), 0) << code->size();
   }
   ::close(fd);
+}
+
+// Runs a steering program as the kernel would for a packet handled on `cpu`, with
+// SKF_AD_RANDOM = `random`: the subset of classic BPF the builders emit. A jump
+// out of the program or another opcode fails the test.
+std::uint32_t run_program(const std::vector<sock_filter>& code, std::uint32_t cpu, std::uint32_t random) {
+  std::uint32_t a = 0;
+  for (std::size_t pc = 0; pc < code.size(); ++pc) {
+    const sock_filter& op = code[pc];
+    switch (op.code) {
+      case BPF_LD | BPF_W | BPF_ABS:
+        if (op.k == static_cast<std::uint32_t>(SKF_AD_OFF + SKF_AD_CPU)) a = cpu;
+        else if (op.k == static_cast<std::uint32_t>(SKF_AD_OFF + SKF_AD_RANDOM)) a = random;
+        else ADD_FAILURE() << "load of " << op.k;
+        break;
+      case BPF_ALU | BPF_MOD | BPF_K: a %= op.k; break;
+      case BPF_ALU | BPF_ADD | BPF_K: a += op.k; break;
+      case BPF_JMP | BPF_JEQ | BPF_K: pc += a == op.k ? op.jt : op.jf; break;
+      case BPF_JMP | BPF_JGE | BPF_K: pc += a >= op.k ? op.jt : op.jf; break;
+      case BPF_RET | BPF_A: return a;
+      case BPF_RET | BPF_K: return op.k;
+      default: ADD_FAILURE() << "opcode " << op.code << " at " << pc; return ~0u;
+    }
+  }
+  ADD_FAILURE() << "the program ran off its end";
+  return ~0u;
+}
+
+// The sockets a program picks for packets on `cpu`, over 1000 random values.
+std::set<std::uint32_t> picks(const std::vector<sock_filter>& code, std::uint32_t cpu) {
+  std::set<std::uint32_t> seen;
+  for (std::uint32_t random = 0; random < 1000; ++random) seen.insert(run_program(code, cpu, random));
+  return seen;
+}
+
+TEST(ReuseportProgram, PicksOnlyTheAllowedSocketsEachAsOften) {
+  std::vector<sock_filter> code = reuseport_steering_program({0, 2, 3});
+  EXPECT_EQ(picks(code, 0), (std::set<std::uint32_t>{0, 2, 3}));
+  std::vector<int> count(4, 0);
+  for (std::uint32_t random = 0; random < 3000; ++random) ++count[run_program(code, 0, random)];
+  EXPECT_EQ(count, (std::vector<int>{1000, 0, 1000, 1000}));
+  EXPECT_EQ(picks(reuseport_steering_program({1, 5}), 0), (std::set<std::uint32_t>{1, 5}));  // the table form
+}
+
+// worker_cpu_affinity: a packet on CPU c goes to a socket pinned to c; on a CPU
+// without one (its slots steered away, or none of ours), to any allowed socket.
+TEST(ReuseportProgram, CpuSteeringPrefersTheSocketsOfThePacketsCpu) {
+  // Slots 0..3 on CPUs 0,1,0,1 (two workers per CPU).
+  std::vector<sock_filter> code = reuseport_cpu_steering_program({0, 1, 2, 3}, {0, 1, 0, 1});
+  EXPECT_EQ(picks(code, 0), (std::set<std::uint32_t>{0, 2}));
+  EXPECT_EQ(picks(code, 1), (std::set<std::uint32_t>{1, 3}));
+  EXPECT_EQ(picks(code, 7), (std::set<std::uint32_t>{0, 1, 2, 3}));
+  // One per CPU; slot 2 steered away (retiring): CPU 0 has slot 0 only.
+  EXPECT_EQ(picks(reuseport_cpu_steering_program({0, 1}, {0, 1}), 1), (std::set<std::uint32_t>{1}));
+  EXPECT_EQ(picks(reuseport_cpu_steering_program({0, 1, 3}, {0, 1, 1}), 0), (std::set<std::uint32_t>{0}));
+  // Both of CPU 0's slots away: its packets go to the others.
+  EXPECT_EQ(picks(reuseport_cpu_steering_program({1, 3}, {1, 1}), 0), (std::set<std::uint32_t>{1, 3}));
+  // Nothing pinned, or too many sockets on one CPU for a jump over them: the plain program.
+  EXPECT_EQ(reuseport_cpu_steering_program({0, 2}, {-1, -1}).size(), reuseport_steering_program({0, 2}).size());
+  std::vector<int> many(200), on_zero(200, 0);
+  std::iota(many.begin(), many.end(), 0);
+  EXPECT_EQ(reuseport_cpu_steering_program(many, on_zero).size(), reuseport_steering_program(many).size());
+  std::vector<int> cpus(200);
+  for (int i = 0; i < 200; ++i) cpus[static_cast<std::size_t>(i)] = i % 2;  // 100 per CPU: fits
+  std::vector<sock_filter> wide = reuseport_cpu_steering_program(many, cpus);
+  EXPECT_GT(wide.size(), reuseport_steering_program(many).size());
+  EXPECT_EQ(picks(wide, 1).size(), 100u);
+  for (std::uint32_t index : picks(wide, 1)) EXPECT_EQ(index % 2, 1u);
+  EXPECT_TRUE(reuseport_cpu_steering_program({}, {}).empty());
+}
+
+// The calling thread on one CPU while it lives; the thread's mask back after.
+class OnCpu {
+ public:
+  explicit OnCpu(int cpu) {
+    EXPECT_EQ(::sched_getaffinity(0, sizeof saved_, &saved_), 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    EXPECT_EQ(::sched_setaffinity(0, sizeof one, &one), 0) << "CPU " << cpu;
+  }
+  ~OnCpu() { ::sched_setaffinity(0, sizeof saved_, &saved_); }
+  OnCpu(const OnCpu&) = delete;
+  OnCpu& operator=(const OnCpu&) = delete;
+
+ private:
+  cpu_set_t saved_;
+};
+
+// On the kernel: on loopback a SYN (or datagram) is handled on the sender's CPU,
+// so connections from a thread pinned to CPU c must reach the slots on c only.
+// Slots alternate between the first two CPUs the test may use; with one CPU, the
+// second is a CPU number no packet is handled on.
+void steer_by_cpu(Transport transport) {
+  SlotSockets sockets;
+  ListenerConfig listener = listener_on(test::loopback_any_port(), transport);
+  std::vector<int> fds = open_slots(sockets, listener, 4);
+  std::vector<int> allowed = allowed_cpus();
+  ASSERT_FALSE(allowed.empty());
+  std::vector<int> cpus = {allowed[0], allowed.size() > 1 ? allowed[1] : CPU_SETSIZE - 1};
+  const std::size_t real = std::min<std::size_t>(allowed.size(), 2);
+  sockets.set_slot_cpus(cpus);
+  ASSERT_TRUE(sockets.steer(listener, {0, 1, 2, 3}));
+  EXPECT_EQ(sockets.steered_slots(key_of(listener)), (std::vector<int>{0, 1, 2, 3})) << "the program was detached";
+  for (std::size_t k = 0; k < real; ++k) {
+    OnCpu on(cpus[k]);
+    std::vector<int> got = spread(listener, fds, 200);
+    for (int slot = 0; slot < 4; ++slot) {
+      if (cpu_for_slot(cpus, slot) == cpus[k]) EXPECT_GT(got[static_cast<std::size_t>(slot)], 40) << "slot " << slot;
+      else EXPECT_EQ(got[static_cast<std::size_t>(slot)], 0) << "slot " << slot << " is on another CPU";
+    }
+  }
+  OnCpu on(cpus[0]);
+  ASSERT_TRUE(sockets.steer(listener, {0, 1, 3}));  // slot 2 retiring: CPU 0 has slot 0
+  EXPECT_EQ(spread(listener, fds, 100), (std::vector<int>{100, 0, 0, 0}));
+  ASSERT_TRUE(sockets.steer(listener, {1, 3}));  // none left on CPU 0: the others take its traffic
+  std::vector<int> away = spread(listener, fds, 200);
+  EXPECT_EQ(away[0] + away[2], 0);
+  EXPECT_GT(away[1], 40);
+  EXPECT_GT(away[3], 40);
+  sockets.set_slot_cpus({});  // off again: back to the supervisor's set, by chance
+  EXPECT_EQ(sockets.steered_slots(key_of(listener)), (std::vector<int>{1, 3}));
+  ASSERT_TRUE(sockets.steer(listener, {0, 1, 2, 3}));
+  EXPECT_TRUE(sockets.steered_slots(key_of(listener)).empty()) << "all slots without CPUs: the hash again";
+  std::vector<int> all = spread(listener, fds, 200);
+  EXPECT_GT(all[1], 0);
+  EXPECT_GT(all[2], 0);
+}
+
+TEST(SlotSocketsCpuSteering, TcpConnectionsGoToASlotOnTheirCpu) { steer_by_cpu(Transport::stream); }
+TEST(SlotSocketsCpuSteering, DatagramsGoToASlotOnTheirCpu) { steer_by_cpu(Transport::datagram); }
+
+TEST(WorkerAffinity, SlotsTakeTheAllowedCpusInTurn) {
+  EXPECT_EQ(cpu_for_slot({2, 5}, 0), 2);
+  EXPECT_EQ(cpu_for_slot({2, 5}, 1), 5);
+  EXPECT_EQ(cpu_for_slot({2, 5}, 2), 2);
+  EXPECT_EQ(cpu_for_slot({}, 0), -1);
+  std::vector<int> allowed = allowed_cpus();
+  ASSERT_FALSE(allowed.empty());
+  EXPECT_TRUE(std::is_sorted(allowed.begin(), allowed.end()));
+  std::string error;
+  EXPECT_FALSE(pin_to_cpu(::getpid(), -1, &error));
+  EXPECT_NE(error.find("no CPU"), std::string::npos) << error;
 }
 
 // The master acquires every slot's sockets when it prepares a reload: that is
