@@ -125,7 +125,7 @@ class Loader {
     reject_unknown_keys(root, "", {"workers", "pid_file", "graceful_timeout", "worker_timeout", "max_connections",
                                    "log", "listen", "user", "group", "worker_rlimit_nofile", "max_requests",
                                    "max_requests_jitter", "admin", "control_socket",
-                                   "upgrade_handover", "exec", "prespawn"});
+                                   "upgrade_handover", "exec", "prespawn", "worker_cpu_affinity"});
     if (const toml::node* n = root.get("workers")) config.workers = worker_count(*n);
     config.pid_file = std::string(kDefaultPidFile);
     if (const toml::node* n = root.get("pid_file")) {
@@ -138,6 +138,7 @@ class Loader {
     if (const toml::node* n = root.get("control_socket")) config.control_socket = control_socket(*n);
     if (const toml::node* n = root.get("upgrade_handover")) config.upgrade_handover = handover(*n);
     if (const toml::node* n = root.get("prespawn")) config.prespawn = expect_bool(*n, "prespawn");
+    if (const toml::node* n = root.get("worker_cpu_affinity")) config.worker_cpu_affinity = cpu_affinity(*n);
     if (const toml::node* n = root.get("graceful_timeout")) {
       config.graceful_timeout_s = seconds(*n, "graceful_timeout");
     }
@@ -266,6 +267,14 @@ class Loader {
     if (name == "auto") return UpgradeHandover::automatic;
     if (name == "manual") return UpgradeHandover::manual;
     fail(node.source(), "upgrade_handover", "unknown value \"" + name + "\" (expected \"auto\" or \"manual\")");
+  }
+
+  // nginx's `worker_cpu_affinity auto`; its explicit bit masks are not offered.
+  bool cpu_affinity(const toml::node& node) const {
+    const std::string& value = expect_string(node, "worker_cpu_affinity");
+    if (value == "auto") return true;
+    if (value == "off") return false;
+    fail(node.source(), "worker_cpu_affinity", "unknown value \"" + value + "\" (expected \"auto\" or \"off\")");
   }
 
   int worker_count(const toml::node& node) const {

@@ -101,6 +101,10 @@ struct Config {
   // for its start message), so that a reload or a respawn does not wait for
   // fork+exec and dynamic linking on a busy machine.
   bool prespawn = true;
+  // worker_cpu_affinity = "auto": slot i's worker is pinned to the master's i-th
+  // allowed CPU (in turn), and new connections go to a worker on the CPU that
+  // handles them (reuseport CPU steering). "off" (the default): not pinned.
+  bool worker_cpu_affinity = false;
   double graceful_timeout_s = 30.0;  // QUIT / retirement: how long workers may drain before SIGKILL
   double worker_timeout_s = 30.0;    // a worker silent (no heartbeat) this long is killed and replaced
   int max_connections = kDefaultMaxConnections;  // per worker; at the cap a worker stops accepting

@@ -29,6 +29,7 @@
 #include "master/observability.hpp"
 #include "master/pid_file.hpp"
 #include "master/predecessor_watch.hpp"
+#include "master/worker_affinity.hpp"
 #include "master/worker_priority.hpp"
 #include "master/slot_sockets.hpp"
 #include "master/supervisor.hpp"
@@ -183,6 +184,9 @@ class Master final : public WorkerProcess::Events,
     // A listener the serving generation no longer has stops taking new
     // handshakes now; the old workers accept what completed, freeze and close it.
     sockets_.refuse_removed(config.listeners);
+    // The serving generation's workers are the ones new connections go to.
+    sockets_.set_slot_cpus(config.worker_cpu_affinity ? cpus_ : std::vector<int>{});
+    apply_steering();
     prepare_log_files(config);
     if (apply.generation != 1) {
       log::set_level(config.log.level);
@@ -338,6 +342,7 @@ class Master final : public WorkerProcess::Events,
       auto it = workers_.find(spare);
       if (it == workers_.end() || it->second->start(std::move(start), fds) != 0) return -1;
       set_nice(spare, priorities_.started_spare);
+      pin(spare, slot, gen.config);
       PF_LOG_DEBUG("slot %d gen %u: spare pid %d in %.2f ms", slot, generation, static_cast<int>(spare),
                    (uv_hrtime() - t0) / 1e6);
       return spare;
@@ -349,7 +354,18 @@ class Master final : public WorkerProcess::Events,
                  (uv_hrtime() - t0) / 1e6);
     workers_[pid] = std::move(worker);
     set_nice(pid, priorities_.starting);
+    pin(pid, slot, gen.config);
     return pid;
+  }
+
+  // worker_cpu_affinity: at once, while the process is still being linked (uv_spawn
+  // returns once its exec succeeded), so every thread it starts inherits the CPU;
+  // a spare, single-threaded while it waits, when it is given its slot. A failure
+  // costs locality, not service.
+  void pin(pid_t pid, int slot, const Config& config) {
+    if (!config.worker_cpu_affinity) return;
+    std::string error;
+    if (!pin_to_cpu(pid, cpu_for_slot(cpus_, slot), &error)) PF_LOG_WARN("slot %d: %s", slot, error.c_str());
   }
 
   // [exec]: the operator's program in the slot. No nice boost: a program may fork
@@ -357,7 +373,10 @@ class Master final : public WorkerProcess::Events,
   pid_t spawn_exec_worker(int slot, unsigned generation, const Config& config, const std::vector<int>& fds) {
     auto worker = std::make_unique<ExecWorker>(loop_, *this);
     pid_t pid = worker->spawn(slot, generation, config, fds, ++exec_serial_, supervisor_.worker_timeout_ms() * 1000);
-    if (pid > 0) exec_workers_[pid] = std::move(worker);
+    if (pid > 0) {
+      exec_workers_[pid] = std::move(worker);
+      pin(pid, slot, config);
+    }
     return pid;
   }
 
@@ -426,6 +445,9 @@ class Master final : public WorkerProcess::Events,
   }
 
   const WorkerPriorities priorities_ = worker_priorities();
+  // The CPUs the master was given (taskset, systemd's CPUAffinity=), read once:
+  // worker_cpu_affinity hands them out to the slots in turn.
+  const std::vector<int> cpus_ = allowed_cpus();
 
   bool watch_signal(int signum) {
     auto& handle = signals_.emplace_back(this);

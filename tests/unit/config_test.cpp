@@ -165,6 +165,15 @@ TEST_F(ConfigTest, AutoWorkersIsTheOnlineCpuCount) {
   EXPECT_GE(c.workers, 1);
 }
 
+TEST_F(ConfigTest, WorkerCpuAffinityIsAutoOrOff) {
+  EXPECT_FALSE(parse(std::string(kEcho)).worker_cpu_affinity);
+  EXPECT_TRUE(parse("worker_cpu_affinity = \"auto\"\n" + std::string(kEcho)).worker_cpu_affinity);
+  EXPECT_FALSE(parse("worker_cpu_affinity = \"off\"\n" + std::string(kEcho)).worker_cpu_affinity);
+  EXPECT_EQ(error("worker_cpu_affinity = \"0101\"\n" + std::string(kEcho)),
+            "1:23: worker_cpu_affinity: unknown value \"0101\" (expected \"auto\" or \"off\")");
+  EXPECT_EQ(error("worker_cpu_affinity = true\n" + std::string(kEcho)), "1:23: worker_cpu_affinity: expected string");
+}
+
 TEST_F(ConfigTest, AcceptsBoundaryValues) {
   EXPECT_EQ(parse("workers = 1024\n" + std::string(kEcho)).workers, 1024);
   EXPECT_DOUBLE_EQ(parse("graceful_timeout = 3600\n" + std::string(kEcho)).graceful_timeout_s,
