@@ -6,6 +6,8 @@ keep-alive on the 100 B file, rounds interleaved; per round req/s and CPU µs pe
 (user + system of all the server's processes, /proc). SERVERS is a comma list of
 preforkd, nginx, h2o, lighttpd, floor, plus:
   preforkd+log        preforkd with its access log on
+  preforkd+cpu        preforkd with worker_cpu_affinity = "auto" (workers pinned, connections
+                      steered to a worker on their CPU)
   NAME=/path/preforkd preforkd from another build (an experiment), labelled NAME
   floor+cpu           the floor with FLOOR_CPU_STEERING=1: worker i pinned to CPU i, each
                       connection served on the CPU its SYN came in on (bench/tools/http_floor)
@@ -33,17 +35,22 @@ def main():
     bench = FakeBench()
     original_config = servers.preforkd_config
     with_log = set()
+    with_cpu = set()
 
     def config(b, s):
         text = original_config(b, s)
         if s in with_log:
             text = text.replace('error_log = "stderr"\n', f'error_log = "stderr"\naccess_log = "{s.dir}/access.log"\n')
+        if s in with_cpu:
+            text = 'worker_cpu_affinity = "auto"\n' + text
         return text
     servers.preforkd_config = config
 
     def configure(server, name):
         if name.endswith("+log"):
             with_log.add(server)
+        if name.endswith("+cpu") and name.startswith("preforkd"):
+            with_cpu.add(server)
         # Read by http_floor at its start, which follows this call.
         if name == "floor+cpu":
             os.environ["FLOOR_CPU_STEERING"] = "1"
