@@ -184,9 +184,9 @@ class Master final : public WorkerProcess::Events,
     // A listener the serving generation no longer has stops taking new
     // handshakes now; the old workers accept what completed, freeze and close it.
     sockets_.refuse_removed(config.listeners);
-    // The serving generation's workers are the ones new connections go to.
+    // The serving generation's workers are the ones new connections go to; a
+    // change re-programs every group with the slots it is steered to now.
     sockets_.set_slot_cpus(config.worker_cpu_affinity ? cpus_ : std::vector<int>{});
-    apply_steering();
     prepare_log_files(config);
     if (apply.generation != 1) {
       log::set_level(config.log.level);
