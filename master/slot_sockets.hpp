@@ -84,10 +84,11 @@ class SlotSockets {
   // steer() and acquire() set them again whatever they were.
   void set_shared(bool shared);
   // worker_cpu_affinity: slot i's worker is pinned to cpu_for_slot(cpus, i)
-  // (worker_affinity.hpp; empty: none is). Every group of more than one socket then gets a program that prefers the
-  // sockets pinned to the CPU a connection arrives on, among the slots steered to
-  // (reuseport_cpu_steering_program): also when that is every slot, so it is never
-  // detached meanwhile. Re-programs every group at once.
+  // (worker_affinity.hpp; empty: none is). Every group of more than one socket
+  // then gets a program that prefers the sockets pinned to the CPU a connection
+  // arrives on, among the slots steered to (reuseport_cpu_steering_program): also
+  // when that is every slot, so it is never detached meanwhile. Re-programs every
+  // group at once.
   void set_slot_cpus(std::vector<int> cpus);
   // Every socket, as (listener, socket slot): what a new master adopted.
   std::set<std::pair<ListenerKey, int>> sockets() const;
