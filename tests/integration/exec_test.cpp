@@ -715,7 +715,8 @@ TEST(ExecMode, AReloadSwitchesBetweenBuiltInWorkersAndAProgram) {
     std::this_thread::sleep_for(300ms);
     auto response = http_get(server.http_port(), "/hello.txt");
     ASSERT_TRUE(response);
-    EXPECT_EQ(response->header("X-Generation"), step % 2 ? std::to_string(step + 1) : "") << "step " << step;
+    EXPECT_EQ(response->header("X-Generation"), step % 2 ? std::to_string(step + 1) : "")
+        << "step " << step << "\n" << response->head << "\n" << server.log();
   }
   load.stop();
   std::cout << "[ figures  ] built-in <-> go x4: " << load.ok() << " ok, " << load.errors() << " failed\n";
