@@ -63,20 +63,11 @@ std::vector<sock_filter> reuseport_cpu_steering_program(const std::vector<int>& 
   // block returns one of its sockets; past every block, the plain program.
   std::vector<sock_filter> code = {stmt(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(SKF_AD_OFF + SKF_AD_CPU))};
   for (const auto& [cpu, mine] : by_cpu) {
-    std::vector<sock_filter> block;
-    if (mine.size() == 1) {
-      block.push_back(stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(mine.front())));
-    } else {
-      auto n = static_cast<std::uint32_t>(mine.size());
-      block.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(SKF_AD_OFF + SKF_AD_RANDOM)));
-      block.push_back(stmt(BPF_ALU | BPF_MOD | BPF_K, n));
-      for (std::uint32_t rank = 0; rank + 1 < n; ++rank) {
-        block.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, rank, 0, 1));
-        block.push_back(stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(mine[rank])));
-      }
-      block.push_back(stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(mine.back())));
-    }
-    if (block.size() > 255) return fallback;
+    // A CPU's block is the plain program over its own sockets (one: return it).
+    std::vector<sock_filter> block = mine.size() == 1
+                                         ? std::vector<sock_filter>{stmt(BPF_RET | BPF_K, static_cast<std::uint32_t>(mine.front()))}
+                                         : reuseport_steering_program(mine);
+    if (block.empty() || block.size() > 255) return fallback;
     code.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(cpu), 0,
                         static_cast<std::uint8_t>(block.size())));
     code.insert(code.end(), block.begin(), block.end());

@@ -359,9 +359,14 @@ TEST(ReuseportProgram, CpuSteeringPrefersTheSocketsOfThePacketsCpu) {
   EXPECT_EQ(picks(reuseport_cpu_steering_program({1, 3}, {1, 1}), 0), (std::set<std::uint32_t>{1, 3}));
   // Nothing pinned, or too many sockets on one CPU for a jump over them: the plain program.
   EXPECT_EQ(reuseport_cpu_steering_program({0, 2}, {-1, -1}).size(), reuseport_steering_program({0, 2}).size());
-  std::vector<int> many(200), on_zero(200, 0);
+  // (200 sockets of every other index on CPU 0: 2 + 2 * 199 + 1 instructions to jump over.)
+  std::vector<int> even(200), on_zero(200, 0);
+  for (int i = 0; i < 200; ++i) even[static_cast<std::size_t>(i)] = 2 * i;
+  EXPECT_EQ(reuseport_cpu_steering_program(even, on_zero).size(), reuseport_steering_program(even).size());
+  std::vector<int> many(200);
   std::iota(many.begin(), many.end(), 0);
-  EXPECT_EQ(reuseport_cpu_steering_program(many, on_zero).size(), reuseport_steering_program(many).size());
+  // A prefix on one CPU is short whatever its size: the block is "random % n".
+  EXPECT_EQ(picks(reuseport_cpu_steering_program(many, on_zero), 0).size(), 200u);
   std::vector<int> cpus(200);
   for (int i = 0; i < 200; ++i) cpus[static_cast<std::size_t>(i)] = i % 2;  // 100 per CPU: fits
   std::vector<sock_filter> wide = reuseport_cpu_steering_program(many, cpus);
