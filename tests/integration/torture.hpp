@@ -61,6 +61,7 @@ struct Model {
   int adjust = 0;  // TTIN/TTOU since the last reload (a reload resets it)
   bool extra_listener = false;
   long max_requests = 0;
+  bool cpu_affinity = false;  // worker_cpu_affinity = "auto": pinned workers, steering by CPU
   int expected() const { return config_workers + adjust; }
 };
 
@@ -136,6 +137,7 @@ class Torture {
         {"hup", 3},        {"hup_workers", 3}, {"hup_listener", 2}, {"hup_invalid", 2}, {"hup_max_requests", 2},
         {"usr2", 2},       {"usr2_fail", 2},   {"usr1", 2},         {"hup_usr1", 1},    {"ttin_usr1", 1},    {"ttin", 3},
         {"ttou", 3},       {"winch_hup", 2},   {"ttin_winch_hup", 2}, {"kill9", 3},     {"sigstop", 1},
+        {"hup_affinity", 2},
     };
     // Local exploration past a known bug: PREFORKD_TORTURE_EXCLUDE="hup_usr1 usr2_fail".
     std::string exclude = std::string(" ") + (std::getenv("PREFORKD_TORTURE_EXCLUDE") ?: "") + " ";
@@ -171,6 +173,9 @@ class Torture {
     else if (a == "hup_max_requests") {
       model_.max_requests = step.arg;
       reload();
+    } else if (a == "hup_affinity") {
+      model_.cpu_affinity = !model_.cpu_affinity;  // every group re-programmed, by CPU or back
+      reload();
     } else if (a == "usr2") upgrade();
     else if (a == "usr2_fail") failed_upgrade();
     else if (a == "usr1") reopen("");
@@ -193,6 +198,7 @@ class Torture {
     std::string text = base_config_;
     auto start = text.find("workers = ");
     text.replace(start, text.find('\n', start) - start, "workers = " + std::to_string(model_.config_workers));
+    if (model_.cpu_affinity) text = "worker_cpu_affinity = \"auto\"\n" + text;
     if (model_.max_requests)
       text = "max_requests = " + std::to_string(model_.max_requests) + "\nmax_requests_jitter = 500\n" + text;
     if (extra_listener)
@@ -432,6 +438,24 @@ class Torture {
     return false;
   }
 
+  // worker_cpu_affinity: each worker on one CPU when it is on, on all of ours when
+  // it is off (a reload that turns it off leaves no worker pinned). Moot on one CPU.
+  bool affinity_matches(std::string* why) const {
+    cpu_set_t ours;
+    if (sched_getaffinity(0, sizeof ours, &ours) != 0 || CPU_COUNT(&ours) < 2) return true;
+    for (pid_t pid : server_->worker_pids()) {
+      cpu_set_t set;
+      if (sched_getaffinity(pid, sizeof set, &set) != 0) continue;  // gone meanwhile
+      const int cpus = CPU_COUNT(&set);
+      if (model_.cpu_affinity ? cpus != 1 : cpus != CPU_COUNT(&ours)) {
+        *why = "worker " + std::to_string(pid) + " may run on " + std::to_string(cpus) + " CPU(s) with worker_cpu_affinity " +
+               (model_.cpu_affinity ? "on" : "off");
+        return false;
+      }
+    }
+    return true;
+  }
+
   void check_invariants() {
     pid_t master = server_->master_pid();
     if (process_gone(master)) return (void)fail("the master " + std::to_string(master) + " died");
@@ -442,6 +466,7 @@ class Torture {
     if (!worker_set_matches(&seen))
       return (void)fail("worker set: expected " + std::to_string(model_.expected()) + " of one generation, saw " +
                         seen);
+    if (std::string why; !affinity_matches(&why)) return (void)fail(why);
     // Every worker death the master reports must be one this test caused.
     std::string log = server_->log();
     long deaths = static_cast<long>(count_of(log, "exited unexpectedly") + count_of(log, "exited before it was ready"));

@@ -1,12 +1,13 @@
 // The lifecycle torture test: a seeded random sequence of operator actions (HUP
 // with and without config changes, USR2 that succeeds and fails, USR1, TTIN/TTOU,
-// WINCH then HUP, kill -9 and SIGSTOP of a worker, max_requests recycling) under
-// mixed load (keep-alive and `Connection: close` HTTP, TCP and UDP echo), ending
-// with QUIT. After every step: the master lives, the pid file names it, the worker
-// set matches the config, no worker died that the test did not kill, and fresh
-// requests are answered. At the end: every request and datagram was answered
-// except those in flight at a worker the test killed (counted, bounded), nothing
-// is left running, and the log holds no sanitizer report.
+// WINCH then HUP, kill -9 and SIGSTOP of a worker, max_requests recycling, CPU
+// pinning switched on and off) under mixed load (keep-alive and `Connection:
+// close` HTTP, TCP and UDP echo), ending with QUIT. After every step: the master
+// lives, the pid file names it, the worker set matches the config, no worker died
+// that the test did not kill, and fresh requests are answered. At the end: every
+// request and datagram was answered except those in flight at a worker the test
+// killed (counted, bounded), nothing is left running, and the log holds no
+// sanitizer report.
 //
 // PREFORKD_TORTURE_SEED=N runs one seed; PREFORKD_TORTURE_STEPS=N sets the length
 // of a sequence; PREFORKD_TORTURE_SECONDS=N runs new random seeds until the time is
