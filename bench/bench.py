@@ -145,10 +145,10 @@ class Bench:
         self.user_line = 'user = "nobody"\n' if os.geteuid() == 0 else ""
         self.raw = {"runs": []}
         self.results = {}
-        self.configs = {}  # kind -> the first config (or command line) of that kind, for RESULTS.md
+        self.configs = {}  # kind (or KIND+cpu) -> the first config (or command line) of that kind, for RESULTS.md
 
     def note_config(self, server, text):
-        key = f"{server.kind} ({server.protocol})" if server.kind == "preforkd" else server.kind
+        key = f"{server.key} ({server.protocol})" if server.kind == "preforkd" else server.key
         if key not in self.configs:
             self.configs[key] = (text.replace(server.dir, "$DIR").replace(self.work, "$WORK")
                                  .replace(str(server.port), "$PORT"))
@@ -181,8 +181,11 @@ class Bench:
             # round to round, so none is always the one right after another.
             servers = []
             try:
-                for kind in HTTP_SERVERS:
-                    servers.append(Server(self, kind, workers, label=f"{kind}-w{workers}").start())
+                for name in HTTP_SERVERS:
+                    kind, _, variant = name.partition("+")
+                    servers.append(Server(self, kind, workers, pinned=variant == "cpu",
+                                          label=f"{kind}-{variant}-w{workers}" if variant else f"{kind}-w{workers}"
+                                          ).start())
                 for s in servers:
                     for _, _, path, close in tests:
                         run_wrk(s.port, path, 1, close)  # warm-up: caches, page cache, connections
@@ -193,12 +196,12 @@ class Bench:
                         for s in order:
                             r = self.measured_wrk(s, path, close)
                             s.check_alive(key)
-                            log(f"{key} w{workers} round {rnd} {s.kind}: {r['rps']:,.0f} req/s, "
+                            log(f"{key} w{workers} round {rnd} {s.key}: {r['rps']:,.0f} req/s, "
                                 f"p50 {fmt(r['p50_ms'], 2)} ms, p99 {fmt(r['p99_ms'], 2)} ms, "
                                 f"{fmt(r['cpu_us_per_request'], 1)} us CPU/request, "
                                 f"errors {r['socket_errors']}, non-2xx {r['non2xx']}")
                             self.record(scenario=2 if close else 1, test=key, workers=workers, round=rnd,
-                                        server=s.kind, **r)
+                                        server=s.key, **r)
             finally:
                 for s in servers:
                     s.stop(graceful=False)

@@ -16,8 +16,9 @@ TESTS = [("keepalive-small", "keep-alive, 100 B"), ("keepalive-large", "keep-ali
          ("keepalive-huge", "keep-alive, 10 MiB"), ("churn-small", "churn (Connection: close), 100 B")]
 SHORT = {"keepalive-small": "keep-alive, 100 B", "keepalive-large": "keep-alive, 64 KiB",
          "keepalive-huge": "keep-alive, 10 MiB", "churn-small": "Connection: close, 100 B"}
-COLORS = {"preforkd": "#1f77b4", "nginx": "#ff7f0e", "h2o": "#2ca02c", "lighttpd": "#9467bd", "floor": "#7f7f7f",
-          "udp-floor": "#7f7f7f"}
+# A pinned variant (KIND+cpu) is a lighter shade of its server's colour.
+COLORS = {"preforkd": "#1f77b4", "preforkd+cpu": "#74b9e8", "nginx": "#ff7f0e", "nginx+cpu": "#ffbb78",
+          "h2o": "#2ca02c", "lighttpd": "#9467bd", "floor": "#7f7f7f", "floor+cpu": "#c7c7c7", "udp-floor": "#7f7f7f"}
 LABELS = {"floor": "floor (fork+epoll, fixed answer)", "udp-floor": "floor (blocking recvfrom/sendto)"}
 
 
@@ -309,8 +310,13 @@ def write_report(bench, info, started_utc, elapsed):
              "**CPU per request** (user + system time of all the server's processes and threads, from /proc/PID/stat "
              "of the server and its descendants, over the load run, divided by the requests wrk counted) is the "
              "figure that separates the servers; it does not include the client's CPU.")
-    L.append("- Pinning: **no server is CPU-pinned** (all are \"pinned the same way\": not at all); all workers "
-             "float over the same cores together with wrk.")
+    L.append("- Pinning: preforkd, nginx and the floor run twice, unpinned (workers float over the same cores "
+             "together with wrk) and as `KIND+cpu`, each worker pinned to its own CPU in the server's own way: "
+             "preforkd `worker_cpu_affinity = \"auto\"` (which also steers each new connection to the worker on "
+             "the CPU its SYN came in on), nginx `worker_cpu_affinity auto` (pinning only: its reuseport hash "
+             "still picks the worker), the floor `FLOOR_CPU_STEERING=1` (both, like preforkd). h2o 2.2 and "
+             "lighttpd 1.4 have no such setting and run unpinned. Compare like with like: preforkd with nginx "
+             "and the floor, preforkd+cpu with nginx+cpu and floor+cpu.")
     L.append(f"- All servers: the same worker count, the same files (100 B `{SMALL}`, 64 KiB `{LARGE}`, 10 MiB "
              f"`{HUGE}`) from the same directory, listen backlog {BACKLOG} where the server has the setting, "
              "loopback (127.0.0.1) only, access logs off, keep-alive limits high, sendfile where the server has "
@@ -401,24 +407,27 @@ def throughput_section(summary, targets):
 
 def add_throughput_targets(row, targets):
     s = row["servers"]
-    p = s.get("preforkd")
-    if not p:
-        return
     where = f"{row['label']}, {row['workers']} workers"
 
-    def cpu_target(name, other, factor=1.0):
-        o = s.get(other)
-        if o and p["cpu_median"] and o["cpu_median"]:
+    def cpu_target(name, mine, other, factor=1.0):
+        p, o = s.get(mine), s.get(other)
+        if p and o and p["cpu_median"] and o["cpu_median"]:
             ok = p["cpu_median"] <= factor * o["cpu_median"]
-            targets.append((f"{name}: {where}", f"{fmt(p['cpu_median'], 2)} vs {fmt(o['cpu_median'], 2)} µs "
+            who = "" if mine == "preforkd" else f" ({mine} vs {other})"
+            targets.append((f"{name}: {where}{who}", f"{fmt(p['cpu_median'], 2)} vs {fmt(o['cpu_median'], 2)} µs "
                             f"({fmt(p['cpu_median'] / o['cpu_median'], 2)}×)", ok))
 
-    if row["test"] == "keepalive-small":
-        cpu_target("CPU/request ≤ h2o's", "h2o")
-        cpu_target("CPU/request within 10% of the floor's", "floor", 1.10)
-    if row["test"] in ("keepalive-large", "keepalive-huge"):
-        cpu_target("CPU/request ≤ nginx's", "nginx")
+    # Pinned preforkd is held to the same targets against the pinned peers (h2o cannot be pinned).
+    for mine, suffix in (("preforkd", ""), ("preforkd+cpu", "+cpu")):
+        if row["test"] == "keepalive-small":
+            cpu_target("CPU/request ≤ h2o's", mine, "h2o")
+            cpu_target("CPU/request within 10% of the floor's", mine, "floor" + suffix, 1.10)
+        if row["test"] in ("keepalive-large", "keepalive-huge"):
+            cpu_target("CPU/request ≤ nginx's", mine, "nginx" + suffix)
+    p = s.get("preforkd")
     n = s.get("nginx")
+    if not p:
+        return
     if n:
         ratio_ok = row["ratio_median"] >= 1.2 if row["ratio_median"] is not None else None
         targets.append((f"throughput ≥ 1.2× nginx: {where}", f"{fmt(row['ratio_median'], 2)}× "
@@ -481,6 +490,9 @@ PEER_NOTES = {
              "answers every request for a known target with a fixed answer (headers + body in one write up to 16 "
              "KiB, headers then sendfile above), keep-alive unless the request says Connection: close.",
     "udp-floor": "bench/tools/udp_floor: one SO_REUSEPORT socket per worker, blocking recvfrom/sendto.",
+    "nginx+cpu": "As nginx, with `worker_cpu_affinity auto`: worker i pinned to the i-th CPU.",
+    "floor+cpu": "As the floor, with FLOOR_CPU_STEERING=1: worker i pinned to CPU i, and a reuseport cBPF "
+                 "program returning the CPU a connection's SYN came in on, so each connection is served there.",
 }
 
 

@@ -143,14 +143,26 @@ def udp_echo_ok(port, timeout=0.5):
 # Server kinds. "udp-floor" is the UDP scenario's floor; the others serve HTTP.
 PROCESS_KINDS = ("preforkd", "nginx", "lighttpd", "floor", "udp-floor")  # one process per worker
 QUIT_KINDS = ("preforkd", "nginx")  # graceful stop on QUIT; the others get TERM
+# "KIND+cpu": worker i pinned to the i-th CPU. preforkd: worker_cpu_affinity = "auto"
+# (and connections steered to the worker on the CPU their SYN came in on); nginx:
+# worker_cpu_affinity auto (pinning only); the floor: FLOOR_CPU_STEERING=1 (both,
+# like preforkd). h2o 2.2 and lighttpd 1.4 have no such setting.
+PINNED_KINDS = ("preforkd", "nginx", "floor")
 
 
 class Server:
     """One server (our child) with its own directory and port."""
 
-    def __init__(self, bench, kind, workers, reuseport=True, access_log=False, protocol="http", label=None):
+    def __init__(self, bench, kind, workers, reuseport=True, access_log=False, protocol="http", label=None,
+                 pinned=False):
         self.bench = bench
         self.kind = kind
+        # Each worker on its own CPU, in the server's own way (PINNED_KINDS); key names
+        # the variant in records, tables and plots.
+        if pinned and kind not in PINNED_KINDS:
+            raise BenchError(f"{kind} has no CPU pinning (pinned variants: {', '.join(PINNED_KINDS)})")
+        self.pinned = pinned
+        self.key = kind + "+cpu" if pinned else kind
         self.workers = workers
         self.reuseport = reuseport
         self.access_log = access_log
@@ -196,12 +208,13 @@ class Server:
 
     def start(self):
         argv = self.argv()
+        env = dict(os.environ, FLOOR_CPU_STEERING="1") if self.kind == "floor" and self.pinned else None
         if self.kind in ("floor", "udp-floor"):
-            self.bench.note_config(self, " ".join(argv))
+            self.bench.note_config(self, ("FLOOR_CPU_STEERING=1 " if env else "") + " ".join(argv))
         log_file = open(self.log_path, "w")
         try:
             self.proc = PROCS.start(self.name, argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, env=env)
         finally:
             log_file.close()
         try:
@@ -269,7 +282,8 @@ def preforkd_config(bench, s):
         listen += [f'root = "{bench.www}"', f"backlog = {BACKLOG}"]
     listen.append(f"reuseport = {'true' if s.reuseport else 'false'}")
     return (f"workers = {s.workers}\n"
-            f'pid_file = "{s.dir}/preforkd.pid"\n'
+            + ('worker_cpu_affinity = "auto"\n' if s.pinned else "")
+            + f'pid_file = "{s.dir}/preforkd.pid"\n'
             f"graceful_timeout = 10\n"
             f"{bench.max_connections_line}"
             f"{bench.user_line}"
@@ -286,10 +300,11 @@ def nginx_config(bench, s):
                   f"  access_log {d}/access.log dist buffer=64k;")
     else:
         access = "access_log off;"
-    return f"""# nginx as a fair peer of preforkd: same worker count, same files, no pinning.
+    affinity = ("worker_cpu_affinity auto;  # the +cpu variant: pinned like preforkd's\n" if s.pinned else
+                "# worker_cpu_affinity is not set: workers float over all cores, like preforkd's.\n")
+    return f"""# nginx as a fair peer of preforkd: same worker count, same files.
 worker_processes {s.workers};
-# worker_cpu_affinity is not set: workers float over all cores, like preforkd's.
-worker_rlimit_nofile {bench.nofile};
+{affinity}worker_rlimit_nofile {bench.nofile};
 pid {d}/nginx.pid;
 error_log {d}/error.log notice;
 events {{

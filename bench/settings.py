@@ -29,8 +29,9 @@ SECONDS = env_int("BENCH_SECONDS", 5)             # one wrk / udp_load run
 ROUNDS = env_int("ROUNDS", 3)                     # interleaved rounds in scenarios 1, 2 and 6
 WORKER_COUNTS = [int(w) for w in env_list("BENCH_WORKERS", "2,4")]
 SCENARIOS = [int(s) for s in env_list("BENCH_SCENARIOS", "1,2,3,4,5,6")]
-# The HTTP servers of scenarios 1 and 2, in this order in tables and plots.
-HTTP_SERVERS = env_list("BENCH_SERVERS", "preforkd,nginx,h2o,lighttpd,floor")
+# The HTTP servers of scenarios 1 and 2, in this order in tables and plots; "+cpu":
+# the same server with each worker pinned to its own CPU (bench/servers.py).
+HTTP_SERVERS = env_list("BENCH_SERVERS", "preforkd,preforkd+cpu,nginx,nginx+cpu,h2o,lighttpd,floor,floor+cpu")
 WRK_THREADS = env_int("WRK_THREADS", 2)
 WRK_CONNS = env_int("WRK_CONNS", 64)
 DIST_WORKERS = env_int("DIST_WORKERS", 4)
@@ -52,7 +53,7 @@ HUGE = "/huge.bin"      # 10 MiB static file
 FILES = {SMALL: 100, LARGE: 64 * 1024, HUGE: 10 * 1024 * 1024}
 BACKLOG = 511           # nginx's default listen backlog on Linux, set explicitly everywhere
 
-KNOWN_SERVERS = ("preforkd", "nginx", "h2o", "lighttpd", "floor")
+KNOWN_SERVERS = ("preforkd", "preforkd+cpu", "nginx", "nginx+cpu", "h2o", "lighttpd", "floor", "floor+cpu")
 for _kind in HTTP_SERVERS:
     if _kind not in KNOWN_SERVERS:
         sys.exit(f"bench: BENCH_SERVERS: unknown server {_kind!r} (known: {', '.join(KNOWN_SERVERS)})")

@@ -6,11 +6,11 @@ keep-alive on the 100 B file, rounds interleaved; per round req/s and CPU µs pe
 (user + system of all the server's processes, /proc). SERVERS is a comma list of
 preforkd, nginx, h2o, lighttpd, floor, plus:
   preforkd+log        preforkd with its access log on
-  preforkd+cpu        preforkd with worker_cpu_affinity = "auto" (workers pinned, connections
-                      steered to a worker on their CPU)
+  KIND+cpu            preforkd, nginx or the floor with each worker pinned to its own CPU
+                      (bench/servers.py, PINNED_KINDS): preforkd's worker_cpu_affinity = "auto"
+                      (connections also steered to the worker on their CPU), nginx's
+                      worker_cpu_affinity auto, the floor's FLOOR_CPU_STEERING=1
   NAME=/path/preforkd preforkd from another build (an experiment), labelled NAME
-  floor+cpu           the floor with FLOOR_CPU_STEERING=1: worker i pinned to CPU i, each
-                      connection served on the CPU its SYN came in on (bench/tools/http_floor)
 WRK_THREADS=N runs wrk with N threads (default 1; bench/run uses 2).
 SYSCALLS=1 also counts system calls per request with perf tracepoints (which slow the
 server: its CPU figures are then not comparable)."""
@@ -35,29 +35,18 @@ def main():
     bench = FakeBench()
     original_config = servers.preforkd_config
     with_log = set()
-    with_cpu = set()
 
     def config(b, s):
         text = original_config(b, s)
         if s in with_log:
             text = text.replace('error_log = "stderr"\n', f'error_log = "stderr"\naccess_log = "{s.dir}/access.log"\n')
-        if s in with_cpu:
-            text = 'worker_cpu_affinity = "auto"\n' + text
         return text
     servers.preforkd_config = config
 
     def configure(server, name):
         if name.endswith("+log"):
             with_log.add(server)
-        if name.endswith("+cpu") and name.startswith("preforkd"):
-            with_cpu.add(server)
-        # Read by http_floor at its start, which follows this call.
-        if name == "floor+cpu":
-            os.environ["FLOOR_CPU_STEERING"] = "1"
-        else:
-            os.environ.pop("FLOOR_CPU_STEERING", None)
     started = start_servers(bench, kinds, workers, configure=configure)
-    os.environ.pop("FLOOR_CPU_STEERING", None)
     threads = f"-t{os.environ.get('WRK_THREADS', '1')}"
     try:
         for s in started:

@@ -44,7 +44,8 @@ def start_servers(bench, specs, workers, protocol="http", configure=None):
             name, _, binary = spec.partition("=")
             kind = "preforkd" if binary else name.split("+")[0]
             bench.preforkd = binary or default_binary
-            s = servers.Server(bench, kind, workers, protocol=protocol, label=name.replace("+", "-"))
+            s = servers.Server(bench, kind, workers, protocol=protocol, label=name.replace("+", "-"),
+                               pinned="+cpu" in name)
             s.label_name = name
             if configure:
                 configure(s, name)

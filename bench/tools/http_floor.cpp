@@ -13,7 +13,7 @@
 // headers with sendfile(2), as nginx's `sendfile on` does. Any other target gets a
 // 404 with an empty body. Pipelined requests are answered in order.
 //
-// FLOOR_CPU_STEERING=1 (an experiment, not what bench/run measures): worker i is
+// FLOOR_CPU_STEERING=1 (bench/run's "floor+cpu", the floor of preforkd+cpu): worker i is
 // pinned to CPU i and the group gets a reuseport cBPF program that returns the CPU
 // the connection's SYN was processed on, so each connection is served on that CPU.
 // On loopback that is the client's CPU: client and server then share a core and
