@@ -34,7 +34,7 @@ import time
 from figures import fmt, median, percentile, share_stats
 from procfs import MachineWatch, kernel_socket_slabs, loadavg, proc_memory, sockstat, children_of
 from report import write_report, machine_info
-from servers import PROCS, Server, http_get_status, make_work_dir
+from servers import PROCS, Server, http_get_status, make_work_dir, parse_server_name
 from settings import (DIST_WORKERS, HTTP_SERVERS, HUGE, IDLE_CONNS, LARGE, PREFORKD_SRC, ROUNDS, SCENARIOS,
                       SECONDS, SMALL, STARTED, STORM_HUPS, STORM_INTERVAL, TOOLS_DIR, UDP_SOCKETS, UDP_WINDOW,
                       WORKER_COUNTS, WRK_CONNS, WRK_THREADS, BenchError, log, RESULTS_DIR)
@@ -182,10 +182,9 @@ class Bench:
             servers = []
             try:
                 for name in HTTP_SERVERS:
-                    kind, _, variant = name.partition("+")
-                    servers.append(Server(self, kind, workers, pinned=variant == "cpu",
-                                          label=f"{kind}-{variant}-w{workers}" if variant else f"{kind}-w{workers}"
-                                          ).start())
+                    kind, pinned = parse_server_name(name)
+                    servers.append(Server(self, kind, workers, pinned=pinned,
+                                          label=f"{name.replace('+', '-')}-w{workers}").start())
                 for s in servers:
                     for _, _, path, close in tests:
                         run_wrk(s.port, path, 1, close)  # warm-up: caches, page cache, connections

@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from procfs import children_of, tree_cpu_seconds
-from settings import BACKLOG, FILES, HUGE, LARGE, SMALL, TOOLS_DIR, BenchError, log
+from settings import BACKLOG, FILES, HUGE, LARGE, PINNED_KINDS, SMALL, TOOLS_DIR, BenchError, log
 
 
 # ------------------------------------------------------------------ processes ---
@@ -143,11 +143,13 @@ def udp_echo_ok(port, timeout=0.5):
 # Server kinds. "udp-floor" is the UDP scenario's floor; the others serve HTTP.
 PROCESS_KINDS = ("preforkd", "nginx", "lighttpd", "floor", "udp-floor")  # one process per worker
 QUIT_KINDS = ("preforkd", "nginx")  # graceful stop on QUIT; the others get TERM
-# "KIND+cpu": worker i pinned to the i-th CPU. preforkd: worker_cpu_affinity = "auto"
-# (and connections steered to the worker on the CPU their SYN came in on); nginx:
-# worker_cpu_affinity auto (pinning only); the floor: FLOOR_CPU_STEERING=1 (both,
-# like preforkd). h2o 2.2 and lighttpd 1.4 have no such setting.
-PINNED_KINDS = ("preforkd", "nginx", "floor")
+
+
+def parse_server_name(name):
+    """(kind, pinned) of a server name: "nginx", "nginx+cpu" (settings.PINNED_KINDS);
+    other "+..." suffixes (the profile scripts' "+log") leave the kind as it is."""
+    kind, *variants = name.split("+")
+    return kind, "cpu" in variants
 
 
 class Server:
@@ -157,12 +159,10 @@ class Server:
                  pinned=False):
         self.bench = bench
         self.kind = kind
-        # Each worker on its own CPU, in the server's own way (PINNED_KINDS); key names
-        # the variant in records, tables and plots.
+        # Each worker on its own CPU, in the server's own way (settings.PINNED_KINDS).
         if pinned and kind not in PINNED_KINDS:
             raise BenchError(f"{kind} has no CPU pinning (pinned variants: {', '.join(PINNED_KINDS)})")
         self.pinned = pinned
-        self.key = kind + "+cpu" if pinned else kind
         self.workers = workers
         self.reuseport = reuseport
         self.access_log = access_log
@@ -176,6 +176,11 @@ class Server:
         self.proc = None
         self.worker_pids = []
         self.config = None
+
+    @property
+    def key(self):
+        """The variant's name in records, tables and plots: KIND or KIND+cpu."""
+        return self.kind + "+cpu" if self.pinned else self.kind
 
     @property
     def name(self):

@@ -53,7 +53,13 @@ HUGE = "/huge.bin"      # 10 MiB static file
 FILES = {SMALL: 100, LARGE: 64 * 1024, HUGE: 10 * 1024 * 1024}
 BACKLOG = 511           # nginx's default listen backlog on Linux, set explicitly everywhere
 
-KNOWN_SERVERS = ("preforkd", "preforkd+cpu", "nginx", "nginx+cpu", "h2o", "lighttpd", "floor", "floor+cpu")
+# "KIND+cpu": worker i pinned to the i-th CPU, in the server's own way. preforkd:
+# worker_cpu_affinity = "auto" (and connections steered to the worker on the CPU
+# their SYN came in on); nginx: worker_cpu_affinity auto (pinning only); the floor:
+# FLOOR_CPU_STEERING=1 (both, like preforkd). h2o 2.2 and lighttpd 1.4 have no such
+# setting.
+PINNED_KINDS = ("preforkd", "nginx", "floor")
+KNOWN_SERVERS = ("preforkd", "nginx", "h2o", "lighttpd", "floor") + tuple(k + "+cpu" for k in PINNED_KINDS)
 for _kind in HTTP_SERVERS:
     if _kind not in KNOWN_SERVERS:
         sys.exit(f"bench: BENCH_SERVERS: unknown server {_kind!r} (known: {', '.join(KNOWN_SERVERS)})")

@@ -7,7 +7,7 @@ keep-alive on the 100 B file, rounds interleaved; per round req/s and CPU µs pe
 preforkd, nginx, h2o, lighttpd, floor, plus:
   preforkd+log        preforkd with its access log on
   KIND+cpu            preforkd, nginx or the floor with each worker pinned to its own CPU
-                      (bench/servers.py, PINNED_KINDS): preforkd's worker_cpu_affinity = "auto"
+                      (bench/settings.py, PINNED_KINDS): preforkd's worker_cpu_affinity = "auto"
                       (connections also steered to the worker on their CPU), nginx's
                       worker_cpu_affinity auto, the floor's FLOOR_CPU_STEERING=1
   NAME=/path/preforkd preforkd from another build (an experiment), labelled NAME

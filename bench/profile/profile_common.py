@@ -42,10 +42,10 @@ def start_servers(bench, specs, workers, protocol="http", configure=None):
     try:
         for spec in specs:
             name, _, binary = spec.partition("=")
-            kind = "preforkd" if binary else name.split("+")[0]
+            kind, pinned = servers.parse_server_name(name)
+            kind = "preforkd" if binary else kind
             bench.preforkd = binary or default_binary
-            s = servers.Server(bench, kind, workers, protocol=protocol, label=name.replace("+", "-"),
-                               pinned="+cpu" in name)
+            s = servers.Server(bench, kind, workers, protocol=protocol, label=name.replace("+", "-"), pinned=pinned)
             s.label_name = name
             if configure:
                 configure(s, name)
